@@ -1,0 +1,34 @@
+"""Errors the engine raises. Each renders as one line a user can act on."""
+
+
+class SemflowError(Exception):
+    """Base class: the CLI prints ``semflow: error: <message>`` and exits non-zero."""
+
+
+class RegistryError(SemflowError):
+    """Unknown or duplicate block type id."""
+
+
+class GraphError(SemflowError):
+    """A graph file cannot be read (missing file, bad YAML, wrong structure)."""
+
+
+class ExpressionError(SemflowError):
+    """An expression refers to something unknown or uses a forbidden construct."""
+
+
+class ValidationError(SemflowError):
+    """A graph failed validation; ``problems`` holds every one-line message."""
+
+    def __init__(self, problems):
+        self.problems = list(problems)
+        super().__init__("\n".join(str(p) for p in self.problems))
+
+
+class NonFiniteError(SemflowError):
+    """A tensor became NaN/Inf; the message names the block and port that first produced it."""
+
+    def __init__(self, block, port, where=""):
+        self.block, self.port = block, port
+        super().__init__(f"non-finite value (NaN/Inf) first produced by block '{block}' at port '{port}'"
+                         + (f" ({where})" if where else ""))
