@@ -1,11 +1,14 @@
 """Block registry: ``@register("stage.name")`` and the ``semflow.blocks`` entry points.
 
+Modules named in the environment variable ``SEMFLOW_BLOCKS`` (comma separated) are
+imported too, for block modules under development that are not packaged yet.
 Built-in blocks (the ``blocks`` package) register through the same entry-point group
 as third-party packages, so the engine never imports them by name. A second class
 registered under an id that is taken is refused with both classes named.
 """
 from __future__ import annotations
 
+import os
 import re
 import sys
 from importlib import import_module
@@ -62,6 +65,12 @@ def load_plugins() -> None:
         except Exception as exc:  # a broken plugin must not take the engine down
             plugin_problems.append(f"plugin '{ep.name}' ({ep.value}) failed to import: "
                                    f"{type(exc).__name__}: {exc}")
+    # SEMFLOW_BLOCKS=mod1,mod2: block modules on sys.path that are not packaged (yet)
+    for mod in filter(None, (m.strip() for m in os.environ.get("SEMFLOW_BLOCKS", "").split(","))):
+        try:
+            import_module(mod)
+        except Exception as exc:
+            plugin_problems.append(f"SEMFLOW_BLOCKS module '{mod}' failed to import: {type(exc).__name__}: {exc}")
     for line in plugin_problems:
         print(f"semflow: warning: {line}", file=sys.stderr)
 

@@ -1,0 +1,705 @@
+"""Compile a GraphSpec: evaluate variables, flatten graph blocks, rewire bypasses, validate.
+
+``compile_graph(spec, preset=..., overrides=...)`` returns a :class:`CompiledGraph`
+whose ``problems`` list holds *every* finding as a one-line ``file:line: message``.
+The scheduler only builds graphs without problems; ``semflow validate`` prints them.
+
+Variables live in :class:`Scope` objects (one per graph file; a graph used as a block
+gets a child scope whose variables are overridden by that block's params). Params
+whose value is an expression are remembered, so runtime params can be re-evaluated
+when a variable changes between frames (per-batch redraws, sweeps, GUI sliders).
+"""
+from __future__ import annotations
+
+import itertools
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import networkx as nx
+
+from . import expr as E
+from . import registry
+from .block import ParamValues
+from .errors import ExpressionError, GraphError, RegistryError
+from .graph import GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint
+from .losses import LOSS_FUNCTIONS, compile_loss
+from .shapes import ELLIPSIS, DimUnifier, fmt
+
+STAGE_KEYS = ("stage", "trainable", "loss", "optimizer", "schedule", "steps", "grad_clip",
+              "log_every", "checkpoint_every", "variables")
+OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
+SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential")
+
+
+class Scope:
+    """The variables of one graph file; a child scope's overrides are parent expressions."""
+
+    def __init__(self, spec: GraphSpec, parent: "Scope | None" = None, parent_overrides=None,
+                 problems: list | None = None, prefix: str = ""):
+        self.spec, self.parent, self.prefix = spec, parent, prefix
+        self.parent_overrides = dict(parent_overrides or {})   # {var: raw value in parent scope}
+        self.values: dict[str, Any] = {}
+        self.order: list[str] = []
+        self._plan(problems if problems is not None else [])
+
+    def _plan(self, problems):
+        """Order variables by dependency; report unknown names and cycles once."""
+        g = nx.DiGraph()
+        raw = self.spec.variables
+        for name, val in raw.items():
+            g.add_node(name)
+            if E.is_expression(val):
+                try:
+                    for dep in E.names_used(_expr_text(val)):
+                        if dep in raw:
+                            g.add_edge(dep, name)
+                except ExpressionError as exc:
+                    problems.append(self.spec.problem(raw.line_of(name), f"variable '{name}': {exc}"))
+        try:
+            self.order = list(nx.topological_sort(g))
+        except nx.NetworkXUnfeasible:
+            cyc = nx.find_cycle(g)
+            names = " -> ".join([a for a, _ in cyc] + [cyc[0][0]])
+            problems.append(self.spec.problem(raw.line_of(cyc[0][0]), f"variables form a cycle: {names}"))
+            self.order = list(raw)
+
+    def compute(self, overrides: dict | None = None, problems: list | None = None) -> dict:
+        """Evaluate all variables. ``overrides`` (root scope) replace raw values."""
+        raw = dict(self.spec.variables)
+        vals: dict[str, Any] = {}
+        if self.parent is not None:
+            for k, v in self.parent_overrides.items():
+                raw[k] = _eval_value(v, self.parent.values)
+        for k, v in (overrides or {}).items():
+            raw[k] = v
+        for name in self.order + [k for k in raw if k not in self.order]:
+            val = raw[name]
+            try:
+                vals[name] = _eval_value(val, vals)
+            except ExpressionError as exc:
+                if problems is None:
+                    raise ExpressionError(f"{self.spec.path}:{self.spec.variables.line_of(name, 0)}: "
+                                          f"variable '{name}': {exc}") from None
+                problems.append(self.spec.problem(self.spec.variables.line_of(name, 0) if name in self.spec.variables
+                                                  else 0, f"variable '{name}': {exc}"))
+                vals[name] = None
+        self.values = vals
+        return vals
+
+
+def _expr_text(val) -> str:
+    s = str(val).strip()
+    return s[1:] if s.startswith("=") else s
+
+
+def _eval_value(val, variables: dict):
+    """Evaluate an expression string; recurse into lists and dicts; pass literals through."""
+    if isinstance(val, str) and E.is_expression(val):
+        return E.evaluate(_expr_text(val), variables)
+    if isinstance(val, list):
+        return [_eval_value(v, variables) for v in val]
+    if isinstance(val, dict):
+        return {k: _eval_value(v, variables) for k, v in val.items()}
+    return val
+
+
+def fixed(value):
+    """A representative fixed value: distributions give their mean (for building blocks)."""
+    return value.mean() if isinstance(value, E.Distribution) else value
+
+
+@dataclass
+class ResolvedBlock:
+    name: str                       # flattened: "codec/enc" for blocks inside graph blocks
+    cls: type
+    params: ParamValues
+    scope: Scope
+    runtime_exprs: dict             # param -> raw expression (re-evaluated on variable changes)
+    file: str
+    line: int
+    type_id: str = ""
+
+
+@dataclass
+class CompiledGraph:
+    spec: GraphSpec
+    root: Scope | None = None
+    scopes: list = field(default_factory=list)
+    blocks: dict = field(default_factory=dict)        # name -> ResolvedBlock (runnable, not bypassed)
+    edges: list = field(default_factory=list)         # [(src, sport, dst, dport)]
+    order: list = field(default_factory=list)         # topological block order
+    dims: DimUnifier = field(default_factory=DimUnifier)
+    problems: list = field(default_factory=list)
+    overrides: dict = field(default_factory=dict)
+    preset: str | None = None
+    stages: list = field(default_factory=list)        # validated stage dicts (raw)
+    dynamic_vars: set = field(default_factory=set)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def resolved_dims(self, block: str, port: str, output: bool) -> tuple | None:
+        """A port's shape with symbols replaced by sizes where the graph fixes them."""
+        rb = self.blocks.get(block)
+        if rb is None:
+            return None
+        decl = (rb.cls.outputs if output else rb.cls.inputs)[port].shape
+        if decl is None:
+            return None
+        return tuple(d if isinstance(d, int) or d == ELLIPSIS else (self.dims.size((block, d)) or d) for d in decl)
+
+
+@dataclass
+class _Node:
+    """A block during compilation (may be a graph block before flattening)."""
+    name: str
+    spec: Any
+    cls: type | None = None
+    params: ParamValues | None = None
+    ok: bool = False
+    enabled: bool = True
+    bypass: bool = False
+    scope: Scope | None = None
+    runtime_exprs: dict = field(default_factory=dict)
+    exposed_in: dict = field(default_factory=dict)    # graph block: port -> [(inner, port)]
+    exposed_out: dict = field(default_factory=dict)   # graph block: port -> (inner, port)
+    file: str = ""
+
+
+class _Compiler:
+    def __init__(self, root_spec: GraphSpec, overrides: dict, dynamic: set):
+        self.root_spec = root_spec
+        self.overrides = overrides
+        self.dynamic = set(dynamic)            # root variables redrawn or swept
+        self.problems: list[Problem] = []
+        self.nodes: dict[str, _Node] = {}      # flattened name -> node (plain blocks only)
+        self.conns: list[tuple] = []           # (src, sport, dst, dport, spec, line)
+        self.scopes: list[Scope] = []
+        self.dims = DimUnifier()
+
+    # ---- graphs and scopes -------------------------------------------------------------
+    def add_graph(self, spec: GraphSpec, prefix: str, parent: Scope | None, parent_overrides: dict,
+                  stack: tuple) -> tuple[dict, dict]:
+        """Add a graph's blocks (flattened under ``prefix``); return its exposed ports."""
+        self.problems.extend(spec.problems)
+        scope = Scope(spec, parent, parent_overrides, self.problems, prefix)
+        scope.compute(self.overrides if parent is None else None, self.problems)
+        self.scopes.append(scope)
+        local: dict[str, _Node] = {}
+        for name, b in spec.blocks.items():
+            full = prefix + name
+            node = _Node(full, b, enabled=b.enabled, bypass=b.bypass, scope=scope, file=spec.path)
+            local[name] = node
+            if b.is_graph:
+                self.add_graph_block(node, spec, scope, stack)
+            else:
+                self.add_block(node, spec, scope)
+                if node.enabled:
+                    self.nodes[full] = node
+        for c in spec.connections:
+            self.add_connection(c, spec, local, prefix)
+        # exposed ports (when this graph is used as a block)
+        exposed_in, exposed_out = {}, {}
+        for direction, target in (("inputs", exposed_in), ("outputs", exposed_out)):
+            for port, ref in (spec.ports.get(direction) or {}).items():
+                refs = ref if isinstance(ref, list) else [ref]
+                eps = []
+                for r in refs:
+                    ep = parse_endpoint(str(r))
+                    if ep is None or ep[0] not in local:
+                        self.problems.append(spec.problem(spec.line_of("ports", direction, port),
+                                                          f"exposed port '{port}' refers to unknown {r!r}"))
+                        continue
+                    eps.append((prefix + ep[0], ep[1]))
+                if eps:
+                    target[port] = eps if direction == "inputs" else eps[0]
+        return exposed_in, exposed_out
+
+    def add_graph_block(self, node: _Node, spec: GraphSpec, scope: Scope, stack: tuple):
+        b = node.spec
+        rel = b.type[len(GRAPH_TYPE_PREFIX):]
+        candidates = [Path(spec.path).parent / rel, Path(rel)]
+        path = next((p for p in candidates if p.is_file()), None)
+        if path is None:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph file '{rel}' not found", b.name))
+            return
+        key = str(path.resolve())
+        if key in stack:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph '{rel}' includes itself", b.name))
+            return
+        if b.bypass:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': a graph block cannot be bypassed", b.name))
+        try:
+            sub = load_graph(path)
+        except GraphError as exc:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': {exc}", b.name))
+            return
+        for k in b.params:
+            if k not in sub.variables:
+                self.problems.append(spec.problem(b.param_lines.get(k, b.line),
+                                                  f"block '{b.name}': graph '{rel}' has no variable '{k}' "
+                                                  f"(has: {', '.join(sub.variables) or 'none'})", b.name))
+        if not b.enabled:
+            return
+        params = {k: v for k, v in b.params.items() if k in sub.variables}
+        node.exposed_in, node.exposed_out = self.add_graph(sub, node.name + "/", scope, params, stack + (key,))
+        node.ok = True
+        self.nodes[node.name] = node   # placeholder; connections are mapped through it
+
+    def add_block(self, node: _Node, spec: GraphSpec, scope: Scope):
+        b = node.spec
+        try:
+            cls = registry.get(b.type)
+        except RegistryError as exc:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': {exc}", b.name))
+            return
+        node.cls = cls
+        if not node.enabled:
+            return
+        values, ok = ParamValues(), True
+        for k, raw in b.params.items():
+            line = b.param_lines.get(k, b.line)
+            pspec = cls.params.get(k)
+            if pspec is None:
+                known = ", ".join(cls.params) or "none"
+                self.problems.append(spec.problem(line, f"block '{b.name}' ({b.type}): unknown param '{k}' "
+                                                        f"(params: {known})", b.name))
+                ok = False
+                continue
+            try:
+                val = _eval_value(raw, scope.values)
+            except ExpressionError as exc:
+                self.problems.append(spec.problem(line, f"block '{b.name}': param '{k}': {exc}", b.name))
+                ok = False
+                continue
+            if isinstance(val, E.Distribution):
+                if not pspec.runtime:
+                    self.problems.append(spec.problem(line, f"block '{b.name}': param '{k}' is fixed at build time "
+                                                            f"and cannot take a distribution ({val!r})", b.name))
+                    ok = False
+                    continue
+            if E.is_expression(raw) and pspec.runtime:
+                node.runtime_exprs[k] = raw
+            val = fixed(val)
+            reason = pspec.check(val)
+            if reason:
+                self.problems.append(spec.problem(line, f"block '{b.name}' ({b.type}): param '{k}' {reason}", b.name))
+                ok = False
+                continue
+            values[k] = pspec.coerce(val)
+        for k, pspec in cls.params.items():
+            if k not in values and k not in b.params:
+                if pspec.required:
+                    self.problems.append(spec.problem(b.line, f"block '{b.name}' ({b.type}): missing required "
+                                                              f"param '{k}'", b.name))
+                    ok = False
+                else:
+                    values[k] = pspec.default
+        node.params, node.ok = values, ok
+        if ok:
+            try:
+                for sym, size in cls.bind_dims(values).items():
+                    self.dims.bind((node.name, sym), int(size), f"{b.name}.{sym}")
+            except Exception as exc:  # a block's bind_dims failing is that block's problem
+                self.problems.append(spec.problem(b.line, f"block '{b.name}': cannot derive port sizes: {exc}", b.name))
+
+    def add_connection(self, c: Connection, spec: GraphSpec, local: dict, prefix: str):
+        for end, port in ((c.src, c.src_port), (c.dst, c.dst_port)):
+            if end not in local:
+                close = [n for n in local if n.lower() == end.lower()]
+                hint = f" (did you mean '{close[0]}'?)" if close else ""
+                self.problems.append(spec.problem(c.line, f"connection '{c}': unknown block '{end}'{hint}"))
+                return
+        if not local[c.src].enabled or not local[c.dst].enabled:
+            return    # GNU Radio semantics: a disabled block takes its connections with it
+        self.conns.append((prefix + c.src, c.src_port, prefix + c.dst, c.dst_port, spec, c.line))
+
+    # ---- after all files are read ------------------------------------------------------
+    def map_endpoints(self):
+        """Route connections through graph blocks' exposed ports to the inner blocks."""
+        out = []
+        for src, sp, dst, dp, spec, line in self.conns:
+            s, d = self.nodes.get(src), self.nodes.get(dst)
+            if s is None or d is None:
+                continue          # a block that failed to load; already reported
+            if s.exposed_out or (s.spec.is_graph and s.ok):
+                if sp not in s.exposed_out:
+                    self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
+                                                            f"'{src}' exposes no output '{sp}' "
+                                                            f"(outputs: {', '.join(s.exposed_out) or 'none'})"))
+                    continue
+                src, sp = s.exposed_out[sp]
+            targets = [(dst, dp)]
+            if d.exposed_in or (d.spec.is_graph and d.ok):
+                if dp not in d.exposed_in:
+                    self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
+                                                            f"'{dst}' exposes no input '{dp}' "
+                                                            f"(inputs: {', '.join(d.exposed_in) or 'none'})"))
+                    continue
+                targets = d.exposed_in[dp]
+            for t, tp in targets:
+                out.append((src, sp, t, tp, spec, line))
+        for name in [n for n, nd in self.nodes.items() if nd.spec.is_graph]:
+            del self.nodes[name]
+        self.conns = out
+
+    def check_ports(self):
+        """Unknown ports, kind mismatches, inputs fed twice."""
+        good, fed = [], {}
+        self.attempted = set()     # inputs with a connection that failed a check (no cascade)
+        for src, sp, dst, dp, spec, line in self.conns:
+            s, d = self.nodes.get(src), self.nodes.get(dst)
+            if s is None or d is None or s.cls is None or d.cls is None:
+                continue
+            bad = False
+            if sp not in s.cls.outputs:
+                self.problems.append(spec.problem(line, f"block '{src}' ({s.cls.type_id}) has no output port '{sp}' "
+                                                        f"(outputs: {', '.join(s.cls.outputs) or 'none'})", src))
+                bad = True
+            if dp not in d.cls.inputs:
+                self.problems.append(spec.problem(line, f"block '{dst}' ({d.cls.type_id}) has no input port '{dp}' "
+                                                        f"(inputs: {', '.join(d.cls.inputs) or 'none'})", dst))
+                bad = True
+            if bad:
+                continue
+            if (dst, dp) in fed:
+                other = fed[(dst, dp)]
+                self.problems.append(spec.problem(line, f"input {dst}.{dp} is connected twice: from {other} and "
+                                                        f"from {src}.{sp}", dst))
+                continue
+            fed[(dst, dp)] = f"{src}.{sp}"
+            ks, kd = s.cls.outputs[sp].kind, d.cls.inputs[dp].kind
+            self.attempted.add((dst, dp))
+            if "any" not in (ks, kd) and ks != kd:
+                self.problems.append(spec.problem(line, f"kind mismatch: {src}.{sp} is {ks} but {dst}.{dp} "
+                                                        f"expects {kd}", dst))
+                continue
+            good.append((src, sp, dst, dp, spec, line))
+        self.conns = good
+
+    def rewire_bypass(self):
+        """A bypassed block becomes a wire: each output is fed by its matching input."""
+        for name, node in list(self.nodes.items()):
+            if not node.bypass or node.cls is None:
+                continue
+            cls = node.cls
+            ins, outs = list(cls.inputs), list(cls.outputs)
+            mapping = {o: o for o in outs if o in cls.inputs}
+            if not mapping and len(ins) >= 1 and len(outs) == 1:
+                mapping = {outs[0]: ins[0]}
+            missing = [o for o in outs if o not in mapping]
+            used_outs = {sp for s, sp, *_ in self.conns if s == name}
+            if any(o in used_outs for o in missing):
+                self.problems.append(Problem(node.file, node.spec.line,
+                                     f"block '{name}' cannot be bypassed: no input matches output(s) "
+                                     f"{', '.join(o for o in missing if o in used_outs)}", name))
+                continue
+            feeders = {dp: (s, sp) for s, sp, d, dp, *_ in self.conns if d == name}
+            new = []
+            for s, sp, d, dp, spec, line in self.conns:
+                if d == name:
+                    continue
+                if s == name:
+                    src_in = mapping.get(sp)
+                    if src_in not in feeders:
+                        self.problems.append(Problem(spec.path, line, f"bypassed block '{name}': its input "
+                                                                      f"'{src_in}' is not connected", name))
+                        continue
+                    s, sp = feeders[src_in]
+                new.append((s, sp, d, dp, spec, line))
+            self.conns = new
+            del self.nodes[name]
+
+    def check_required(self):
+        fed = {(d, dp) for _, _, d, dp, *_ in self.conns} | getattr(self, "attempted", set())
+        for name, node in self.nodes.items():
+            if node.cls is None:
+                continue
+            for port, pspec in node.cls.inputs.items():
+                if not pspec.optional and (name, port) not in fed:
+                    self.problems.append(Problem(node.file, node.spec.line,
+                                                 f"block '{name}' ({node.cls.type_id}): required input '{port}' "
+                                                 f"is not connected", name))
+
+    def check_cycles(self) -> list:
+        g = nx.DiGraph()
+        g.add_nodes_from(self.nodes)
+        lines = {}
+        for s, _, d, _, spec, line in self.conns:
+            g.add_edge(s, d)
+            lines[(s, d)] = (spec, line)
+        try:
+            return list(nx.topological_sort(g))
+        except nx.NetworkXUnfeasible:
+            cyc = nx.find_cycle(g)
+            spec, line = lines[cyc[-1]]
+            names = " -> ".join([a for a, _ in cyc] + [cyc[0][0]])
+            self.problems.append(Problem(spec.path, line, f"cycle: {names} (graphs must be acyclic)"))
+            return []
+
+    def unify_shapes(self):
+        for s, sp, d, dp, spec, line in self.conns:
+            S = self.nodes[s].cls.outputs[sp].shape
+            D = self.nodes[d].cls.inputs[dp].shape
+            if S is None or D is None:
+                continue
+            msg = self._unify_pair(s, sp, S, d, dp, D)
+            if msg:
+                self.problems.append(Problem(spec.path, line, msg, d))
+
+    def _unify_pair(self, s, sp, S, d, dp, D) -> str | None:
+        head = f"{_short(s)}.{sp} {fmt(S)} -> {_short(d)}.{dp} expects {fmt(D)}"
+        pairs = []
+        i = 0
+        while i < len(S) and i < len(D) and ELLIPSIS not in (S[i], D[i]):
+            pairs.append((S[i], D[i]))
+            i += 1
+        j = 1
+        while j <= len(S) - i and j <= len(D) - i and ELLIPSIS not in (S[-j], D[-j]):
+            pairs.append((S[-j], D[-j]))
+            j += 1
+        if ELLIPSIS not in S and ELLIPSIS not in D and len(S) != len(D):
+            return f"{head}: rank {len(S)} vs {len(D)}"
+        for a, b in pairs:
+            if isinstance(a, int) and isinstance(b, int):
+                if a != b:
+                    return f"{head}: {a} but {b}"
+            elif isinstance(a, int):
+                c = self.dims.bind((d, b), a)
+                if c:
+                    return f"{head}: {a} but {b}={c[0]}"
+            elif isinstance(b, int):
+                c = self.dims.bind((s, a), b)
+                if c:
+                    return f"{head}: {a}={c[0]} but {b}"
+            else:
+                c = self.dims.union((s, a), (d, b))
+                if c:
+                    return f"{head}: {a}={c[0]} but {b}={c[1]}"
+        return None
+
+
+def _short(name: str) -> str:
+    return name
+
+
+def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
+                  dynamic: set | None = None) -> CompiledGraph:
+    """Evaluate, flatten and validate ``spec``. Raises GraphError only for an unknown preset."""
+    ov: dict = {}
+    if preset is not None:
+        if preset not in spec.presets:
+            avail = ", ".join(spec.presets) or "none"
+            raise GraphError(f"{spec.path}: unknown preset '{preset}' (presets: {avail})")
+        ov.update(spec.presets[preset] or {})
+    ov.update(overrides or {})
+
+    dyn = set(dynamic or ()) | stage_dynamic_vars(spec) | sweep_vars(spec)
+    comp = _Compiler(spec, ov, dyn)
+    for k in (overrides or {}):
+        if k not in spec.variables:
+            comp.problems.append(Problem(spec.path, 0, f"--set {k}: unknown variable '{k}' "
+                                                       f"(variables: {', '.join(spec.variables) or 'none'})"))
+    for pname, pval in spec.presets.items():
+        for k in (pval or {}):
+            if k not in spec.variables:
+                comp.problems.append(spec.problem(spec.line_of("presets", pname, k),
+                                                  f"preset '{pname}': unknown variable '{k}' "
+                                                  f"(presets override variables: {', '.join(spec.variables) or 'none'})"))
+    comp.add_graph(spec, "", None, {}, (str(Path(spec.path).resolve()),))
+    comp.map_endpoints()
+    comp.check_ports()
+    comp.rewire_bypass()
+    comp.check_required()
+    order = comp.check_cycles()
+    comp.unify_shapes()
+
+    cg = CompiledGraph(spec=spec, root=comp.scopes[0] if comp.scopes else None, scopes=comp.scopes,
+                       dims=comp.dims, overrides=ov, preset=preset, dynamic_vars=dyn)
+    for name in order:
+        n = comp.nodes[name]
+        if n.cls is None or not n.ok:
+            continue
+        cg.blocks[name] = ResolvedBlock(name, n.cls, n.params, n.scope, n.runtime_exprs, n.file,
+                                        n.spec.line, n.cls.type_id)
+    cg.order = [n for n in order if n in cg.blocks]
+    cg.edges = [(s, sp, d, dp) for s, sp, d, dp, *_ in comp.conns]
+    comp.problems.extend(_check_dynamic(comp, dyn))
+    comp.problems.extend(_check_train(spec, comp.nodes, cg))
+    comp.problems.extend(_check_evaluate(spec, comp.nodes))
+    cg.problems = _dedupe(comp.problems)
+    return cg
+
+
+def _dedupe(problems):
+    seen, out = set(), []
+    for p in problems:
+        if str(p) not in seen:
+            seen.add(str(p))
+            out.append(p)
+    return out
+
+
+def stage_dynamic_vars(spec: GraphSpec) -> set:
+    out = set()
+    for st in spec.train:
+        out |= {k for k in st if k not in STAGE_KEYS}
+        out |= set((st.get("variables") or {}))
+    for name, val in spec.variables.items():
+        if isinstance(val, str) and E.is_expression(val) and _is_distribution_text(val):
+            out.add(name)
+    return out
+
+
+def _is_distribution_text(val: str) -> bool:
+    return _expr_text(val).split("(")[0].strip() in E.DISTRIBUTIONS
+
+
+def sweep_vars(spec: GraphSpec) -> set:
+    sw = (spec.evaluate or {}).get("sweep") or {}
+    return set(sw) if isinstance(sw, dict) else set()
+
+
+def _check_dynamic(comp: _Compiler, dyn: set) -> list:
+    """A param fixed at build time must not depend on a variable that changes per frame."""
+    problems = []
+    # dynamic closure per scope
+    dyn_by_scope: dict[int, set] = {}
+    for scope in comp.scopes:
+        if scope.parent is None:
+            d = set(dyn)
+        else:
+            pd = dyn_by_scope.get(id(scope.parent), set())
+            d = {k for k, v in scope.parent_overrides.items() if _uses(v, pd)}
+        for name in scope.order:
+            val = scope.spec.variables.get(name)
+            if name not in d and _uses(val, d):
+                d.add(name)
+        dyn_by_scope[id(scope)] = d
+    for name, node in comp.nodes.items():
+        if node.cls is None or node.scope is None:
+            continue
+        d = dyn_by_scope.get(id(node.scope), set())
+        for k, raw in node.spec.params.items():
+            pspec = node.cls.params.get(k)
+            if pspec is None or pspec.runtime:
+                continue
+            used = _uses(raw, d)
+            if used:
+                problems.append(Problem(node.file, node.spec.param_lines.get(k, node.spec.line),
+                                        f"block '{name}': param '{k}' is fixed at build time but uses "
+                                        f"'{used}', which changes per batch or per sweep point", name))
+    return problems
+
+
+def _uses(raw, names: set):
+    if not names or not E.is_expression(raw):
+        return None
+    try:
+        hit = E.names_used(_expr_text(raw)) & names
+    except ExpressionError:
+        return None
+    return sorted(hit)[0] if hit else None
+
+
+def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph) -> list:
+    problems = []
+    names = set(spec.blocks)
+    values = cg.root.values if cg.root else {}
+    for i, st in enumerate(spec.train):
+        label = st.get("stage", f"#{i + 1}")
+
+        def P(key, msg, _i=i):
+            problems.append(spec.problem(spec.line_of("train", _i, key), f"train stage '{label}': {msg}"))
+
+        for k in st:
+            if k not in STAGE_KEYS and k not in spec.variables:
+                P(k, f"unknown key '{k}': not a stage setting ({', '.join(STAGE_KEYS)}) nor a variable")
+        for k in (st.get("variables") or {}):
+            if k not in spec.variables:
+                P("variables", f"unknown variable '{k}'")
+        overrides = {k: v for k, v in st.items() if k not in STAGE_KEYS}
+        overrides.update(st.get("variables") or {})
+        for k, v in overrides.items():
+            try:
+                _eval_value(v, values)
+            except ExpressionError as exc:
+                P(k, f"variable '{k}': {exc}")
+        trainable = st.get("trainable") or []
+        if not isinstance(trainable, list) or not trainable:
+            P("trainable", "'trainable' must be a non-empty list of block names")
+            trainable = []
+        for t in trainable:
+            if t not in names:
+                P("trainable", f"trainable block '{t}' does not exist")
+            elif not spec.blocks[t].enabled:
+                P("trainable", f"trainable block '{t}' is disabled")
+        loss = st.get("loss")
+        if not isinstance(loss, str) or not loss.strip():
+            P("loss", "needs a 'loss:' expression, e.g. mse(dec.image, src.image)")
+        else:
+            try:
+                refs = compile_loss(loss).ports
+            except ExpressionError as exc:
+                P("loss", f"loss: {exc}")
+                refs = []
+            for b, port in refs:
+                node = nodes.get(b)
+                if b not in names:
+                    P("loss", f"loss refers to unknown block '{b}'")
+                elif node is None or node.cls is None:
+                    if not spec.blocks[b].enabled:
+                        P("loss", f"loss refers to disabled block '{b}'")
+                elif port not in node.cls.outputs:
+                    P("loss", f"loss refers to unknown output '{b}.{port}' "
+                              f"(outputs: {', '.join(node.cls.outputs)})")
+        opt = st.get("optimizer") or {"type": "adam"}
+        if not isinstance(opt, dict) or opt.get("type", "adam") not in OPTIMIZERS:
+            P("optimizer", f"optimizer type must be one of {', '.join(OPTIMIZERS)}")
+        sched = st.get("schedule") or {"type": "constant"}
+        if not isinstance(sched, dict) or sched.get("type", "constant") not in SCHEDULES:
+            P("schedule", f"schedule type must be one of {', '.join(SCHEDULES)}")
+        try:
+            steps = _eval_value(st.get("steps", 0), values)
+            if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
+                P("steps", f"'steps' must be a non-negative integer, got {steps!r}")
+        except ExpressionError as exc:
+            P("steps", f"steps: {exc}")
+    return problems
+
+
+def _check_evaluate(spec: GraphSpec, nodes: dict) -> list:
+    problems = []
+    ev = spec.evaluate or {}
+    for k in ev:
+        if k not in ("sweep", "metrics", "batch", "images", "plot"):
+            problems.append(spec.problem(spec.line_of("evaluate", k), f"evaluate: unknown key '{k}' "
+                                                                      "(known: sweep, metrics, batch, images, plot)"))
+    sweep = ev.get("sweep") or {}
+    if not isinstance(sweep, dict):
+        problems.append(spec.problem(spec.line_of("evaluate", "sweep"), "evaluate.sweep must map variables to lists"))
+        sweep = {}
+    for k, vals in sweep.items():
+        if k not in spec.variables:
+            problems.append(spec.problem(spec.line_of("evaluate", "sweep", k),
+                                         f"evaluate.sweep: unknown variable '{k}'"))
+        if not isinstance(vals, list) or not vals:
+            problems.append(spec.problem(spec.line_of("evaluate", "sweep", k),
+                                         f"evaluate.sweep.{k} must be a non-empty list"))
+    from .block import Sink
+    for m in ev.get("metrics") or []:
+        node = nodes.get(m)
+        if m not in spec.blocks:
+            problems.append(spec.problem(spec.line_of("evaluate", "metrics"), f"evaluate.metrics: unknown block '{m}'"))
+        elif node is not None and node.cls is not None and not issubclass(node.cls, Sink):
+            problems.append(spec.problem(spec.line_of("evaluate", "metrics"),
+                                         f"evaluate.metrics: block '{m}' ({node.cls.type_id}) is not a sink"))
+    return problems
+
+
+def sweep_points(spec: GraphSpec) -> list[dict]:
+    sweep = (spec.evaluate or {}).get("sweep") or {}
+    keys = list(sweep)
+    return [dict(zip(keys, combo)) for combo in itertools.product(*(sweep[k] for k in keys))] or [{}]

@@ -1,0 +1,207 @@
+"""The scheduler: builds block modules from a compiled graph and executes frames.
+
+One frame = one batch through every block in topological order, tensors routed by
+port. The plan is precomputed (tuples of bindings), so per-frame overhead is a few
+dict operations per block. On the first frame of each mode every output is checked
+against its declared port (kind and symbolic shape); in training every output is
+checked for NaN/Inf so the first block that produces one is named.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+from torch import nn
+
+from . import expr as E
+from .block import Source, tensor_kind
+from .compile import CompiledGraph, _eval_value, fixed
+from .errors import NonFiniteError, SemflowError, ValidationError
+from .shapes import match_shape
+from .taps import TapHub
+
+
+@dataclass
+class _Step:
+    name: str
+    module: nn.Module
+    bindings: tuple      # ((arg, key or None), ...)
+    outputs: tuple       # ((port, key), ...)
+    is_source: bool
+
+
+class Scheduler(nn.Module):
+    """Runs a compiled graph. ``blocks`` is an nn.ModuleDict, so ``state_dict`` covers all."""
+
+    def __init__(self, graph: CompiledGraph, device: str | torch.device = "cpu", taps: TapHub | None = None,
+                 check_finite: bool = True):
+        super().__init__()
+        if not graph.ok:
+            raise ValidationError(graph.problems)
+        self.graph = graph
+        self.device = torch.device(device)
+        self.taps = taps or TapHub()
+        self.check_finite = check_finite
+        self.blocks = nn.ModuleDict()
+        self._checked_modes: set = set()
+        self.variables: dict = dict(graph.root.values) if graph.root else {}
+        self._var_overrides: dict = {}
+        for name, rb in graph.blocks.items():
+            try:
+                module = rb.cls(**rb.params)
+            except SemflowError:
+                raise
+            except Exception as exc:
+                raise SemflowError(f"{rb.file}:{rb.line}: block '{name}' ({rb.type_id}) failed to build: "
+                                   f"{type(exc).__name__}: {exc}") from exc
+            module.name = name
+            self.blocks[_key(name)] = module
+        self.to(self.device)
+        for m in self.modules_by_name().values():
+            if isinstance(m, Source):
+                m.device = self.device
+        self._build_plan()
+        self._wire_publishers()
+
+    # ---- construction ------------------------------------------------------------------
+    def modules_by_name(self) -> dict:
+        return {name: self.blocks[_key(name)] for name in self.graph.order}
+
+    def block(self, name: str) -> nn.Module:
+        return self.blocks[_key(name)]
+
+    def _build_plan(self):
+        feeds = {(d, dp): f"{s}.{sp}" for s, sp, d, dp in self.graph.edges}
+        plan = []
+        for name in self.graph.order:
+            rb = self.graph.blocks[name]
+            bindings = tuple((arg, feeds.get((name, arg))) for arg in rb.cls.inputs)
+            outputs = tuple((p, f"{name}.{p}") for p in rb.cls.outputs)
+            plan.append(_Step(name, self.block(name), bindings, outputs, isinstance(self.block(name), Source)))
+        self.plan = plan
+        self._edges_into = {}
+        for src, _, dst, _ in self.graph.edges:
+            self._edges_into.setdefault(dst, set()).add(src)
+        self.sources = [s.name for s in plan if s.is_source]
+        # runtime params bound to expressions: re-evaluated when variables change
+        self._runtime = [(name, p, raw, rb.scope) for name, rb in self.graph.blocks.items()
+                         for p, raw in rb.runtime_exprs.items()]
+
+    def subplan(self, keys) -> list:
+        """The steps needed to produce ``keys`` ("block.port"): the blocks upstream of them.
+
+        Training runs only what the loss needs (metric sinks cost time and add nothing to
+        the gradient); anything a tap subscriber watches is kept too.
+        """
+        need = {k.split(".", 1)[0] for k in keys} | set(self.taps.blocks)
+        stack = list(need)
+        while stack:
+            for src in self._edges_into.get(stack.pop(), ()):
+                if src not in need:
+                    need.add(src)
+                    stack.append(src)
+        return [s for s in self.plan if s.name in need]
+
+    def _wire_publishers(self):
+        for m in self.modules_by_name().values():
+            m._publish = self._publish_internal
+
+    def _publish_internal(self, block: str, tap: str, tensor):
+        self.taps.publish(f"{block}.{tap}", tensor)
+
+    # ---- variables -----------------------------------------------------------------------
+    def set_variables(self, values: dict) -> None:
+        """Change root variables between frames; runtime params that use them follow.
+
+        Distributions are sampled by the caller; here every value is concrete.
+        """
+        self._var_overrides.update(values)
+        self._apply_variables()
+
+    def reset_variables(self, values: dict | None = None) -> None:
+        self._var_overrides = dict(values or {})
+        self._apply_variables()
+
+    def _apply_variables(self):
+        g = self.graph
+        overrides = dict(g.overrides)
+        overrides.update(self._var_overrides)
+        for scope in g.scopes:
+            scope.compute(overrides if scope.parent is None else None)
+        self.variables = dict(g.root.values)
+        for name, p, raw, scope in self._runtime:
+            val = fixed(_eval_value(raw, scope.values))
+            self.block(name).set_runtime(p, val)
+
+    # ---- execution -------------------------------------------------------------------------
+    def forward(self, inject: dict | None = None, plan: list | None = None) -> dict:
+        """Run one frame. ``inject`` maps source block name -> its output dict (evaluation);
+        ``plan`` restricts the frame to a :meth:`subplan`."""
+        values: dict = {}
+        mode = "train" if self.training else "eval"
+        first = mode not in self._checked_modes
+        check_finite = self.check_finite and torch.is_grad_enabled()
+        tap_blocks = self.taps.blocks
+        for step in (self.plan if plan is None else plan):
+            if inject is not None and step.name in inject:
+                out = inject[step.name]
+            else:
+                kwargs = {arg: (values[key] if key is not None else None) for arg, key in step.bindings}
+                out = step.module(**kwargs)
+            for port, key in step.outputs:
+                values[key] = out[port]
+            if first:
+                self._check_outputs(step, out)
+            if check_finite:
+                for port, key in step.outputs:
+                    t = values[key]
+                    if (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():
+                        raise NonFiniteError(step.name, port, self.taps.info.get("where", ""))
+            if step.name in tap_blocks:
+                for port, key in step.outputs:
+                    self.taps.publish(key, values[key])
+        if first:
+            self._checked_modes.add(mode)
+        return values
+
+    def _check_outputs(self, step: _Step, out):
+        rb = self.graph.blocks[step.name]
+        if not isinstance(out, dict):
+            raise SemflowError(f"block '{step.name}' ({rb.type_id}) returned {type(out).__name__}, "
+                               f"expected a dict of port -> tensor")
+        bindings = dict(rb.cls.bind_dims(rb.params))
+        for port, spec in rb.cls.outputs.items():
+            if port not in out:
+                raise SemflowError(f"block '{step.name}' ({rb.type_id}) did not return output '{port}'")
+            t = out[port]
+            if not torch.is_tensor(t):
+                raise SemflowError(f"block '{step.name}' ({rb.type_id}) output '{port}' is "
+                                   f"{type(t).__name__}, not a tensor")
+            if spec.kind != "any" and tensor_kind(t) != spec.kind:
+                raise SemflowError(f"block '{step.name}' ({rb.type_id}) output '{port}' is {tensor_kind(t)} "
+                                   f"but the port declares {spec.kind}")
+            reason = match_shape(spec.shape, tuple(t.shape), bindings)
+            if reason:
+                raise SemflowError(f"block '{step.name}' ({rb.type_id}) output '{port}' has shape "
+                                   f"{tuple(t.shape)} but declares {spec.shape_str()}: {reason}")
+
+    # ---- data -----------------------------------------------------------------------------
+    def source(self) -> Source:
+        """The data source that drives evaluation epochs (the first Source in the graph)."""
+        if not self.sources:
+            raise SemflowError("the graph has no source block (a block with no inputs that yields data)")
+        return self.block(self.sources[0])
+
+    def seed_sources(self, seed: int) -> None:
+        for i, name in enumerate(self.sources):
+            self.block(name).seed(seed + 1000 * i)
+
+
+def _key(name: str) -> str:
+    # ModuleDict keys may not contain '.'; '/' from graph blocks is fine but keep it uniform
+    return name.replace("/", "__")
+
+
+def sample_variables(dists: dict, generator: torch.Generator) -> dict:
+    """Draw concrete values for per-batch redrawn variables."""
+    return {k: (v.sample(generator) if isinstance(v, E.Distribution) else v) for k, v in dists.items()}

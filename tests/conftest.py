@@ -1,0 +1,28 @@
+"""Shared fixtures. Tiny blocks for engine tests live in tests/engine_blocks.py."""
+import os
+import sys
+from pathlib import Path
+
+import pytest
+
+os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
+os.environ.setdefault("QT_PREFERRED_BINDING", "PySide6")
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).parent))
+
+import engine_blocks  # noqa: E402,F401  (registers testing.* blocks)
+
+
+@pytest.fixture
+def root():
+    return ROOT
+
+
+@pytest.fixture
+def write_graph(tmp_path):
+    """Write YAML text to a temp file and return its path."""
+    def _write(text: str, name: str = "g.yaml"):
+        p = tmp_path / name
+        p.write_text(text)
+        return p
+    return _write
