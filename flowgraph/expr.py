@@ -287,6 +287,9 @@ DEFAULT_FUNCTIONS: Mapping[str, Callable] = MappingProxyType({
     "choice": Choice,
 })
 
+#: names of the functions that build a Distribution (redrawn per batch)
+DISTRIBUTIONS = frozenset({"uniform", "loguniform", "normal", "randint", "choice"})
+
 
 # --------------------------------------------------------------------------------------
 # Parsing: $name preprocessing and the static whitelist check

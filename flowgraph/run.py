@@ -297,14 +297,17 @@ class Runner:
         loss_fn = s["loss"]
         keys = [f"{b}.{p}" for b, p in loss_fn.ports]
         plan = sch.subplan(keys)
-        full_plan_names = {st.name for st in sch.plan}
-        sinks = [n for n in full_plan_names if isinstance(sch.block(n), Sink)]
-        log_every = s["log_every"] or max(1, steps // 20)
-        ckpt_every = s["checkpoint_every"] or max(1, steps // 5)
+        in_plan = {st.name for st in plan}
+        rest = [st for st in sch.plan if st.name not in in_plan]      # metric sinks etc.
+        sinks = sorted(n for n in sch.graph.order if isinstance(sch.block(n), Sink))
+        # metrics every log_every steps (deterministic); the progress line at most every 2 s
+        log_every = s["log_every"] or max(1, min(50, steps // 20))
+        ckpt_every = s["checkpoint_every"]      # 0: every 2 minutes of wall time, and at stage end
         self.log(f"[{name}] training {sorted(trainable)} for {steps} steps "
                  f"({sum(p.numel() for p in params):,} parameters); loss = {loss_fn.text}"
                  + (f"; redrawn per batch: {', '.join(f'{k}~{v!r}' for k, v in redraw.items())}" if redraw else ""))
-        t0, step, last_loss = time.monotonic(), start, float("nan")
+        t0 = last_print = last_ckpt = time.monotonic()
+        last_loss = float("nan")
         stage_vars = dict(self.scheduler.variables)
         for step in range(start, steps):
             if self.stop_requested or (budget is not None and step - start >= budget):
@@ -317,9 +320,8 @@ class Runner:
                 drawn = sample_variables(redraw, self.var_generator)
                 sch.set_variables(drawn)
                 stage_vars.update(drawn)
-            logging_step = (step + 1) % log_every == 0 or step + 1 == steps
             self.taps.info = {"stage": name, "step": step + 1, "where": f"stage '{name}', step {step + 1}"}
-            values = sch(plan=None if logging_step else plan)
+            values = sch(plan=plan)
             loss = loss_fn(values, stage_vars)
             if not torch.is_tensor(loss) or loss.dim() != 0:
                 raise SemflowError(f"train stage '{name}': loss '{loss_fn.text}' must be a scalar tensor")
@@ -332,24 +334,28 @@ class Runner:
                 torch.nn.utils.clip_grad_norm_(params, float(s["grad_clip"]))
             opt.step()
             lr_sched.step()
-            last_loss = float(loss.detach())
-            if logging_step:
+            now = time.monotonic()
+            if (step + 1) % log_every == 0 or step + 1 == steps:
+                last_loss = float(loss.detach())
+                with torch.no_grad():
+                    sch(plan=rest, values=values)
                 row = {"stage": name, "step": step + 1, "loss": last_loss, "lr": opt.param_groups[0]["lr"]}
-                for k in sorted(sinks):
-                    row[k] = float(values[f"{k}.value"].detach().float().mean())
-                for k, v in stage_vars.items():
-                    if k in redraw:
-                        row[k] = v
+                for k in sinks:
+                    row[k] = float(values[f"{k}.value"].float().mean())
+                row.update({k: stage_vars[k] for k in redraw})
                 self.taps.publish("train.step", row)
                 self.taps.publish("train.loss", torch.tensor(last_loss))
-                el = time.monotonic() - t0
-                rate = (step + 1 - start) / max(el, 1e-9)
-                extra = "".join(f"  {k} {row[k]:.2f}" for k in sorted(sinks))
-                self.log.progress(f"[{name}] step {step + 1}/{steps}  loss {last_loss:.5f}{extra}  "
-                                  f"{rate:.1f} it/s  eta {_fmt_duration((steps - step - 1) / max(rate, 1e-9))}",
-                                  final=step + 1 == steps)
-            if (step + 1) % ckpt_every == 0 and step + 1 < steps:
+                if now - last_print >= 2.0 or step + 1 == steps:
+                    last_print = now
+                    rate = (step + 1 - start) / max(now - t0, 1e-9)
+                    extra = "".join(f"  {k} {row[k]:.3f}" for k in sinks)
+                    self.log.progress(f"[{name}] step {step + 1}/{steps}  loss {last_loss:.5f}{extra}  "
+                                      f"{rate:.1f} it/s  eta {_fmt_duration((steps - step - 1) / max(rate, 1e-9))}",
+                                      final=step + 1 == steps)
+            if step + 1 < steps and ((ckpt_every and (step + 1) % ckpt_every == 0)
+                                     or (not ckpt_every and now - last_ckpt >= 120)):
                 self._save_checkpoint(idx, step + 1, opt, lr_sched)
+                last_ckpt = now
         self._save_checkpoint(idx + 1, 0)
         self.log(f"[{name}] done in {_fmt_duration(time.monotonic() - t0)}, final loss {last_loss:.5f}")
         return True
@@ -363,15 +369,18 @@ class Runner:
                     raise NonFiniteError(bname, f"gradient of parameter '{pname}'", f"stage '{stage}', step {step + 1}")
 
     # ---- evaluation ------------------------------------------------------------------------
-    def evaluate(self, metrics: list | None = None, batch: int | None = None, images: int | None = None) -> dict:
-        """Stream the held-out split through the graph at every sweep point."""
+    def evaluate(self, metrics: list | None = None, batch: int | None = None, images: int | None = None,
+                 points: list | None = None, write: bool = True) -> dict:
+        """Stream the held-out split through the graph at every sweep point.
+
+        ``points`` replaces the graph's sweep; ``write=False`` skips the files and plots."""
         sch, ev = self.scheduler, dict(self.spec.evaluate or {})
         values = self.graph.root.values
         metrics = metrics or list(ev.get("metrics") or [n for n in sch.graph.order if isinstance(sch.block(n), Sink)])
         batch = int(batch or _eval_value(ev.get("batch", 32), values))
         limit = images if images is not None else ev.get("images")
         limit = int(_eval_value(limit, values)) if limit is not None else None
-        points = sweep_points(self.spec)
+        points = points if points is not None else sweep_points(self.spec)
         src = sch.source()
         n_total = src.num_eval_examples() if limit is None else min(limit, src.num_eval_examples())
         sch.eval()
@@ -419,7 +428,8 @@ class Runner:
                   "rows": rows, "per_example": per_example,
                   "units": {m: getattr(type(sch.block(m)), "unit", "") for m in metrics},
                   "seconds": time.monotonic() - t0}
-        self._write_metrics(result)
+        if write:
+            self._write_metrics(result)
         return result
 
     def _cbr(self, out: dict, src) -> dict | None:

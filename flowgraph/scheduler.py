@@ -134,10 +134,11 @@ class Scheduler(nn.Module):
             self.block(name).set_runtime(p, val)
 
     # ---- execution -------------------------------------------------------------------------
-    def forward(self, inject: dict | None = None, plan: list | None = None) -> dict:
+    def forward(self, inject: dict | None = None, plan: list | None = None, values: dict | None = None) -> dict:
         """Run one frame. ``inject`` maps source block name -> its output dict (evaluation);
-        ``plan`` restricts the frame to a :meth:`subplan`."""
-        values: dict = {}
+        ``plan`` restricts the frame to a :meth:`subplan`; ``values`` continues a frame
+        whose earlier steps already ran (e.g. metric sinks after the loss)."""
+        values = {} if values is None else values
         mode = "train" if self.training else "eval"
         first = mode not in self._checked_modes
         check_finite = self.check_finite and torch.is_grad_enabled()
