@@ -254,7 +254,7 @@ class Runner:
             self.var_generator.set_state(ckpt["rng"]["variables"])
             self.log(f"resumed from {self.checkpoint_path}: stage {start_stage + 1}, step {start_step}")
         budget = stop_after
-        csv_log = CsvTapLogger(self.taps, self.out / "train.csv", ["train.step"])
+        csv_log = CsvTapLogger(self.taps, self.out / "train.csv", ["train.step"], append=resume)
         try:
             for i in range(start_stage, len(self.spec.train)):
                 s = self.stage_settings(i)

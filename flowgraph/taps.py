@@ -110,11 +110,18 @@ class CsvTapLogger:
     """
 
     def __init__(self, hub: TapHub, path: str | Path, names: list[str], min_interval: float = 0.0,
-                 every: int = 1):
+                 every: int = 1, append: bool = False):
         self.path = Path(path)
-        self._file = open(self.path, "w", newline="")
         self._writer = None
         self._fields: list[str] = []
+        if append and self.path.is_file() and self.path.stat().st_size:
+            # a resumed run continues the same file under the same header
+            with open(self.path, newline="") as f:
+                self._fields = next(csv.reader(f))
+            self._file = open(self.path, "a", newline="")
+            self._writer = csv.DictWriter(self._file, self._fields, extrasaction="ignore")
+        else:
+            self._file = open(self.path, "w", newline="")
         self._subs = [hub.subscribe(n, self._on_value, min_interval, every) for n in names]
 
     @staticmethod

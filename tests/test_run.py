@@ -83,6 +83,9 @@ def test_resumed_run_equals_uninterrupted_run(tiny, tmp_path, preset):
     # a fresh process would rebuild everything: so do we, then resume
     resumed = runner(tiny, tmp_path, "part", preset=preset, seed=7, overrides={"steps": 8})
     assert resumed.train(resume=True) is True
+    # the resumed run's train.csv continues the interrupted one
+    steps = [line.split(",")[1] for line in (tmp_path / "part" / "train.csv").read_text().splitlines()[1:]]
+    assert steps == [str(i) for i in range(1, 9)]
     a, b = _params(full), _params(resumed)
     assert a.keys() == b.keys()
     for k in a:
