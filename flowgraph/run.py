@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from . import expr as E
+from . import rng
 from .block import Sink
 from .compile import STAGE_KEYS, CompiledGraph, _eval_value, compile_graph, sweep_points
 from .errors import NonFiniteError, SemflowError, ValidationError
@@ -142,6 +143,10 @@ class Runner:
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
         self.scheduler = Scheduler(self.graph, device=device, taps=self.taps, check_finite=check_finite)
+        # libraries' own RNGs (registered by block packages); some reseed torch's too,
+        # so the global torch seed is set again after them
+        rng.seed_all(self.seed + 3)
+        torch.manual_seed(self.seed)
         self.scheduler.seed_sources(self.seed + 2)
         self.var_generator = torch.Generator().manual_seed(self.seed + 1)
         self._write_run_info(command)
@@ -172,7 +177,8 @@ class Runner:
             "blocks": self.scheduler.state_dict(),
             "optimizer": opt.state_dict() if opt is not None else None,
             "lr_scheduler": sched.state_dict() if sched is not None else None,
-            "rng": {"torch": torch.get_rng_state(), "variables": self.var_generator.get_state()},
+            "rng": {"torch": torch.get_rng_state(), "variables": self.var_generator.get_state(),
+                    "external": rng.get_states()},
             "seed": self.seed,
         }, self.checkpoint_path)
 
@@ -252,6 +258,7 @@ class Runner:
                 start_stage, start_step = len(self.spec.train), 0
             torch.set_rng_state(ckpt["rng"]["torch"])
             self.var_generator.set_state(ckpt["rng"]["variables"])
+            rng.set_states(ckpt["rng"].get("external", {}))
             self.log(f"resumed from {self.checkpoint_path}: stage {start_stage + 1}, step {start_step}")
         budget = stop_after
         csv_log = CsvTapLogger(self.taps, self.out / "train.csv", ["train.step"], append=resume)
