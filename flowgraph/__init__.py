@@ -3,7 +3,7 @@
 Headless by design: nothing here imports Qt or the block library.
 """
 from .block import Block, Param, Port, Sink, Source, STAGES, tensor_kind
-from .errors import (ExpressionError, GraphError, NonFiniteError, RegistryError,
+from .errors import (BlockError, ExpressionError, GraphError, NonFiniteError, RegistryError,
                      SemflowError, ValidationError)
 from .registry import register
 
@@ -11,4 +11,4 @@ __version__ = "0.1.0"
 
 __all__ = ["Block", "Param", "Port", "Sink", "Source", "STAGES", "tensor_kind", "register",
            "SemflowError", "GraphError", "ExpressionError", "RegistryError",
-           "ValidationError", "NonFiniteError", "__version__"]
+           "ValidationError", "NonFiniteError", "BlockError", "__version__"]

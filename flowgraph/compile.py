@@ -26,7 +26,7 @@ from .graph import GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph
 from .losses import LOSS_FUNCTIONS, compile_loss
 from .shapes import ELLIPSIS, DimUnifier, fmt
 
-STAGE_KEYS = ("stage", "trainable", "loss", "optimizer", "schedule", "steps", "grad_clip",
+STAGE_KEYS = ("stage", "trainable", "copy_weights", "loss", "optimizer", "schedule", "steps", "grad_clip",
               "log_every", "checkpoint_every", "variables")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential")
@@ -178,6 +178,7 @@ class _Compiler:
         self.conns: list[tuple] = []           # (src, sport, dst, dport, spec, line)
         self.scopes: list[Scope] = []
         self.dims = DimUnifier()
+        self.flags: dict = {}                  # evaluated enabled/bypass expressions
 
     # ---- graphs and scopes -------------------------------------------------------------
     def add_graph(self, spec: GraphSpec, prefix: str, parent: Scope | None, parent_overrides: dict,
@@ -190,7 +191,8 @@ class _Compiler:
         local: dict[str, _Node] = {}
         for name, b in spec.blocks.items():
             full = prefix + name
-            node = _Node(full, b, enabled=b.enabled, bypass=b.bypass, scope=scope, file=spec.path)
+            node = _Node(full, b, enabled=self.flag(b, "enabled", spec, scope),
+                         bypass=self.flag(b, "bypass", spec, scope), scope=scope, file=spec.path)
             local[name] = node
             if b.is_graph:
                 self.add_graph_block(node, spec, scope, stack)
@@ -217,6 +219,27 @@ class _Compiler:
                     target[port] = eps if direction == "inputs" else eps[0]
         return exposed_in, exposed_out
 
+    def flag(self, b, key: str, spec: GraphSpec, scope: Scope) -> bool:
+        """enabled/bypass: a bool, or an expression over variables (ablations as presets)."""
+        raw = getattr(b, key)
+        default = key == "enabled"
+        if isinstance(raw, bool):
+            return raw
+        try:
+            val = _eval_value(raw, scope.values)
+        except ExpressionError as exc:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': {key}: {exc}", b.name))
+            return default
+        if not isinstance(val, bool):
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': {key} must evaluate to true or false, "
+                                                      f"got {val!r}", b.name))
+            return default
+        if self.dynamic and _uses(raw, self.dynamic):
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': {key} uses '{_uses(raw, self.dynamic)}', "
+                                                      f"which changes per batch or sweep point", b.name))
+        self.flags[(spec.path, b.name, key)] = val
+        return val
+
     def add_graph_block(self, node: _Node, spec: GraphSpec, scope: Scope, stack: tuple):
         b = node.spec
         rel = b.type[len(GRAPH_TYPE_PREFIX):]
@@ -229,7 +252,7 @@ class _Compiler:
         if key in stack:
             self.problems.append(spec.problem(b.line, f"block '{b.name}': graph '{rel}' includes itself", b.name))
             return
-        if b.bypass:
+        if node.bypass:
             self.problems.append(spec.problem(b.line, f"block '{b.name}': a graph block cannot be bypassed", b.name))
         try:
             sub = load_graph(path)
@@ -241,7 +264,7 @@ class _Compiler:
                 self.problems.append(spec.problem(b.param_lines.get(k, b.line),
                                                   f"block '{b.name}': graph '{rel}' has no variable '{k}' "
                                                   f"(has: {', '.join(sub.variables) or 'none'})", b.name))
-        if not b.enabled:
+        if not node.enabled:
             return
         params = {k: v for k, v in b.params.items() if k in sub.variables}
         node.exposed_in, node.exposed_out = self.add_graph(sub, node.name + "/", scope, params, stack + (key,))
@@ -527,7 +550,8 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     cg.order = [n for n in order if n in cg.blocks]
     cg.edges = [(s, sp, d, dp) for s, sp, d, dp, *_ in comp.conns]
     comp.problems.extend(_check_dynamic(comp, dyn))
-    comp.problems.extend(_check_train(spec, comp.nodes, cg))
+    enabled = {n: comp.flags.get((spec.path, n, "enabled"), b.enabled) for n, b in spec.blocks.items()}
+    comp.problems.extend(_check_train(spec, comp.nodes, cg, enabled))
     comp.problems.extend(_check_evaluate(spec, comp.nodes))
     cg.problems = _dedupe(comp.problems)
     return cg
@@ -604,7 +628,7 @@ def _uses(raw, names: set):
     return sorted(hit)[0] if hit else None
 
 
-def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph) -> list:
+def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict) -> list:
     problems = []
     names = set(spec.blocks)
     values = cg.root.values if cg.root else {}
@@ -634,8 +658,19 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph) -> list:
         for t in trainable:
             if t not in names:
                 P("trainable", f"trainable block '{t}' does not exist")
-            elif not spec.blocks[t].enabled:
+            elif not enabled[t]:
                 P("trainable", f"trainable block '{t}' is disabled")
+        copies = st.get("copy_weights") or {}
+        if not isinstance(copies, dict):
+            P("copy_weights", "'copy_weights' maps a destination block to its source block, e.g. {proxy: enc}")
+            copies = {}
+        for dst, src in copies.items():
+            for b in (dst, src):
+                if b not in names:
+                    P("copy_weights", f"copy_weights: block '{b}' does not exist")
+            if dst in names and src in names and spec.blocks[dst].type != spec.blocks[src].type:
+                P("copy_weights", f"copy_weights: '{dst}' ({spec.blocks[dst].type}) and '{src}' "
+                                  f"({spec.blocks[src].type}) are different block types")
         loss = st.get("loss")
         if not isinstance(loss, str) or not loss.strip():
             P("loss", "needs a 'loss:' expression, e.g. mse(dec.image, src.image)")
@@ -647,10 +682,10 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph) -> list:
                 refs = []
             for b, port in refs:
                 node = nodes.get(b)
-                if b not in names:
+                if b not in names and b not in nodes:
                     P("loss", f"loss refers to unknown block '{b}'")
                 elif node is None or node.cls is None:
-                    if not spec.blocks[b].enabled:
+                    if b in enabled and not enabled[b]:
                         P("loss", f"loss refers to disabled block '{b}'")
                 elif port not in node.cls.outputs:
                     P("loss", f"loss refers to unknown output '{b}.{port}' "
@@ -691,7 +726,7 @@ def _check_evaluate(spec: GraphSpec, nodes: dict) -> list:
     from .block import Sink
     for m in ev.get("metrics") or []:
         node = nodes.get(m)
-        if m not in spec.blocks:
+        if m not in spec.blocks and m not in nodes:
             problems.append(spec.problem(spec.line_of("evaluate", "metrics"), f"evaluate.metrics: unknown block '{m}'"))
         elif node is not None and node.cls is not None and not issubclass(node.cls, Sink):
             problems.append(spec.problem(spec.line_of("evaluate", "metrics"),

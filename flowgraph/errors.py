@@ -32,3 +32,13 @@ class NonFiniteError(SemflowError):
         self.block, self.port = block, port
         super().__init__(f"non-finite value (NaN/Inf) first produced by block '{block}' at port '{port}'"
                          + (f" ({where})" if where else ""))
+
+
+class BlockError(SemflowError):
+    """A block's forward raised; the message names the block, its type and where."""
+
+    def __init__(self, block, type_id, exc, where=""):
+        self.block, self.type_id, self.original = block, type_id, exc
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        super().__init__(f"block '{block}' ({type_id}) failed" + (f" ({where})" if where else "")
+                         + f": {type(exc).__name__}: {first}")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import GraphError
+from .expr import is_expression
 from .yamlio import LineDict, dump_yaml, load_yaml, loads_yaml, plain
 
 FORMAT_VERSION = 1
@@ -43,8 +44,8 @@ class BlockSpec:
     name: str
     type: str
     params: dict = field(default_factory=dict)
-    enabled: bool = True
-    bypass: bool = False
+    enabled: bool | str = True      # or an expression over variables, e.g. $use_pilots
+    bypass: bool | str = False
     doc: str = ""
     line: int = 0
     param_lines: dict = field(default_factory=dict)
@@ -57,10 +58,10 @@ class BlockSpec:
         d: dict[str, Any] = {"type": self.type}
         if self.params:
             d["params"] = plain(self.params)
-        if not self.enabled:
-            d["enabled"] = False
-        if self.bypass:
-            d["bypass"] = True
+        if self.enabled is not True:
+            d["enabled"] = self.enabled
+        if self.bypass is not False:
+            d["bypass"] = self.bypass
         if self.doc:
             d["doc"] = self.doc
         return d
@@ -213,6 +214,12 @@ def _migrate(data, path):
     return data
 
 
+def _flag(value, default: bool):
+    if isinstance(value, bool) or is_expression(value):
+        return value
+    return default
+
+
 def graph_from_data(data, path: str = "<memory>") -> GraphSpec:
     if data is None:
         raise GraphError(f"{path}: empty file, expected a graph")
@@ -265,11 +272,12 @@ def graph_from_data(data, path: str = "<memory>") -> GraphSpec:
             P.append(g.problem(entry.line_of("params"), f"block '{name}': 'params' must be a mapping", name))
             params = LineDict()
         for flag in ("enabled", "bypass"):
-            if flag in entry and not isinstance(entry[flag], bool):
-                P.append(g.problem(entry.line_of(flag), f"block '{name}': '{flag}' must be true or false", name))
+            if flag in entry and not isinstance(entry[flag], bool) and not is_expression(entry[flag]):
+                P.append(g.problem(entry.line_of(flag), f"block '{name}': '{flag}' must be true, false or an "
+                                                        f"expression such as $use_x", name))
         g.blocks[name] = BlockSpec(
             name=name, type=str(entry["type"]), params=dict(params),
-            enabled=entry.get("enabled", True) is not False, bypass=entry.get("bypass", False) is True,
+            enabled=_flag(entry.get("enabled", True), True), bypass=_flag(entry.get("bypass", False), False),
             doc=str(entry.get("doc") or ""), line=line,
             param_lines={k: params.line_of(k) for k in params} if isinstance(params, LineDict) else {})
 

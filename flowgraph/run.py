@@ -210,6 +210,7 @@ class Runner:
             "schedule": ev(dict(st.get("schedule") or {"type": "constant"})), "steps": int(ev(st.get("steps", 0))),
             "grad_clip": ev(st.get("grad_clip", 0)) or 0, "log_every": int(ev(st.get("log_every", 0)) or 0),
             "checkpoint_every": int(ev(st.get("checkpoint_every", 0)) or 0), "variables": vars_,
+            "copy_weights": dict(st.get("copy_weights") or {}),
         }
 
     def _optimizer(self, cfg: dict, params):
@@ -278,6 +279,8 @@ class Runner:
 
     def _train_stage(self, idx: int, s: dict, start: int, ckpt, budget):
         sch, name, steps = self.scheduler, s["name"], s["steps"]
+        if start == 0:
+            self._copy_weights(name, s["copy_weights"])
         trainable = set(s["trainable"])
         params = []
         for bname, module in sch.modules_by_name().items():
@@ -366,6 +369,16 @@ class Runner:
         self._save_checkpoint(idx + 1, 0)
         self.log(f"[{name}] done in {_fmt_duration(time.monotonic() - t0)}, final loss {last_loss:.5f}")
         return True
+
+    def _copy_weights(self, stage: str, copies: dict):
+        """Stage start: load block ``src``'s weights into ``dst`` (e.g. a proxy encoder
+        that must equal the latest trained encoder, seed 000 eq. 13)."""
+        names = self.scheduler.modules_by_name()
+        for dst, src in copies.items():
+            pairs = [(n, src + n[len(dst):]) for n in names if n == dst or n.startswith(dst + "/")]
+            for d, s_ in pairs:
+                names[d].load_state_dict(names[s_].state_dict())
+            self.log(f"[{stage}] copied weights {src} -> {dst}")
 
     def _check_grads(self, stage: str, step: int):
         if not self.scheduler.check_finite:

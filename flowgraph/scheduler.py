@@ -16,7 +16,7 @@ from torch import nn
 from . import expr as E
 from .block import Source, tensor_kind
 from .compile import CompiledGraph, _eval_value, fixed
-from .errors import NonFiniteError, SemflowError, ValidationError
+from .errors import BlockError, NonFiniteError, SemflowError, ValidationError
 from .shapes import match_shape
 from .taps import TapHub
 
@@ -148,7 +148,13 @@ class Scheduler(nn.Module):
                 out = inject[step.name]
             else:
                 kwargs = {arg: (values[key] if key is not None else None) for arg, key in step.bindings}
-                out = step.module(**kwargs)
+                try:
+                    out = step.module(**kwargs)
+                except SemflowError:
+                    raise
+                except Exception as exc:   # name the block: a bare traceback three blocks later helps nobody
+                    raise BlockError(step.name, self.graph.blocks[step.name].type_id, exc,
+                                     self.taps.info.get("where", "")) from exc
             for port, key in step.outputs:
                 values[key] = out[port]
             if first:

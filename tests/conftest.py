@@ -11,6 +11,11 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(Path(__file__).parent))
 
 import engine_blocks  # noqa: E402,F401  (registers testing.* blocks)
+import torch  # noqa: E402
+
+# Tests use small tensors: one intra-op thread avoids oversubscription (several torch and
+# Sionna threads fighting over 2 cores made some tests 30x slower) and keeps timing stable.
+torch.set_num_threads(1)
 
 
 @pytest.fixture

@@ -177,3 +177,12 @@ def test_sparse_noise_level():
     out = b(x=x)
     n0 = (out["y"] - torch.einsum("brnsf,bnsf->brsf", out["h"], x)).abs().square().mean().item()
     assert abs(n0 - 1.0) < 0.1
+
+
+def test_38901_channel_accepts_a_new_batch_size():
+    """Evaluation batches (or a last partial batch) may differ from training batches."""
+    from flowgraph.testing import build
+    b = build("channel.umi", {"n_subcarriers": 32})
+    for batch in (2, 3, 2):
+        out = b(x=torch.randn(batch, 4, 14, 32, dtype=torch.cfloat) / 2)
+        assert out["h"].shape == (batch, 4, 4, 14, 32)

@@ -182,6 +182,11 @@ class _SystemLevel(_OFDMChannel):
                                           max_ut_velocity=float(self.p.max_speed),
                                           device=objs["device"])
         los = {"random": "random", "los": True, "nlos": False}[self.p.los]
+        if objs.get("batch") not in (None, batch):
+            # Sionna fixes the topology tensors' shapes at the first drop; evaluation batches
+            # (or a last partial batch) of another size need a reset first
+            objs["model"].reset_topology()
+        objs["batch"] = batch
         objs["model"].set_topology(*topo, los=los)
 
     def _sample_h(self, objs, batch):
