@@ -1,0 +1,81 @@
+"""Graph-level physics of the issue-3 PHY graphs, at small sizes (smoke runs are in test_graphs.py)."""
+from pathlib import Path
+
+import pytest
+import torch
+
+from flowgraph.graph import load_graph
+from flowgraph.run import Runner
+
+pytest.importorskip("sionna.phy")
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(autouse=True, scope="module")
+def _one_thread():
+    """Sionna's small-tensor loops (LDPC BP, 38.901 drops) crawl with oversubscribed threads."""
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)
+
+
+def _evaluate(graph, overrides, points, tmp_path):
+    r = Runner(load_graph(ROOT / graph), preset="smoke", overrides=overrides, out=tmp_path / "run",
+               seed=3, quiet=True)
+    try:
+        return r.evaluate(points=points, write=False)
+    finally:
+        r.close()
+
+
+def test_ldpc_awgn_ber_falls_with_ebno(tmp_path):
+    res = _evaluate("graphs/phy/ldpc_qam_awgn.yaml", {"k": 256, "n": 512, "batch": 48, "codewords": 48},
+                    [{"ebno_db": 0.0}, {"ebno_db": 1.5}, {"ebno_db": 3.5}], tmp_path)
+    ber = [row["ber"] for row in res["rows"]]
+    bler = [row["bler"] for row in res["rows"]]
+    assert ber[0] > 0.05 and bler[0] > 0.8                # waterfall not reached at 0 dB
+    assert ber[0] > ber[1] > ber[2] and ber[2] < 1e-3
+    assert bler[2] < 0.1
+
+
+def test_ldpc_awgn_snr_follows_ebno_expression(tmp_path):
+    r = Runner(load_graph(ROOT / "graphs/phy/ldpc_qam_awgn.yaml"), preset="smoke",
+               overrides={"k": 128, "n": 384, "bps": 4}, out=tmp_path / "r", quiet=True)
+    try:
+        r.scheduler.reset_variables({"ebno_db": 2.0})
+        # Es/N0 = Eb/N0 + 10 log10(r m) = 2 + 10 log10(4/3)
+        assert r.scheduler.block("ch").p.snr_db == pytest.approx(2.0 + 1.2493873660829995)
+        assert r.scheduler.block("demap").p.snr_db == r.scheduler.block("ch").p.snr_db
+    finally:
+        r.close()
+
+
+def test_precoding_umi_wmmse_beats_zf_and_rzf_beats_mrt(tmp_path):
+    res = _evaluate("graphs/phy/mumimo_precoding_umi.yaml",
+                    {"n_subcarriers": 32, "batch": 4, "drops": 8, "wmmse_iter": 10},
+                    [{"snr_db": 10}, {"snr_db": 30}], tmp_path)
+    at10, at30 = res["rows"]
+    assert at10["rate_wmmse"] >= at10["rate_zf"]
+    assert at10["rate_wmmse"] >= at10["rate_rzf"] - 0.05
+    assert at30["rate_rzf"] > at30["rate_mrt"]
+    assert at30["rate_zf"] > at30["rate_mrt"]                     # interference-limited MRT saturates
+    assert at30["rate_rzf"] > at10["rate_rzf"]
+
+
+def test_sscc_awgn_cliff(tmp_path):
+    res = _evaluate("graphs/baselines/jpeg_ldpc_qam.yaml", {"eval_images": 4, "batch": 4},
+                    [{"snr_db": -3.0}, {"snr_db": 6.0}], tmp_path)
+    low, high = res["rows"]
+    assert low["fail"] == 1.0 and low["psnr"] == 0.0              # every image lost: 0 dB each
+    assert high["fail"] == 0.0 and high["psnr"] > 20.0 and high["bler"] == 0.0
+
+
+def test_sscc_mumimo_ofdm_decodes_at_high_snr(tmp_path):
+    res = _evaluate("graphs/baselines/jpeg_ldpc_qam_ofdm.yaml", {"eval_images": 4, "batch": 4},
+                    [{"snr_db": -5.0}, {"snr_db": 30.0}], tmp_path)
+    low, high = res["rows"]
+    assert low["fail"] == 1.0 and low["psnr"] == 0.0
+    assert high["fail"] == 0.0 and high["psnr"] > 20.0
+    assert len(res["per_example"]["snr_db=30.0"]["psnr"]) == 4     # one PSNR per image, not per slot
