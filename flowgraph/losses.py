@@ -37,11 +37,12 @@ def _ce(logits, labels):
 
 
 def _msssim(a, b):
-    from pytorch_msssim import ms_ssim, ssim
+    """Mean MS-SSIM over the batch, as ``sink.msssim`` computes it (fewer scales when small)."""
+    from .metrics import ms_ssim_per_image
     a, b = a.clamp(0, 1), b.clamp(0, 1)
-    if min(a.shape[-2:]) < 161:     # 5-scale MS-SSIM needs > 160 px: fall back to SSIM
-        return ssim(a, b, data_range=1.0, win_size=7 if min(a.shape[-2:]) >= 7 else 3)
-    return ms_ssim(a, b, data_range=1.0)
+    if a.dim() > 4:                 # (B, K, 3, H, W) per user -> fold users into the batch
+        a, b = a.flatten(0, a.dim() - 4), b.flatten(0, b.dim() - 4)
+    return ms_ssim_per_image(a, b).mean()
 
 
 def _psnr(a, b):
