@@ -709,9 +709,13 @@ def _check_evaluate(spec: GraphSpec, nodes: dict) -> list:
     problems = []
     ev = spec.evaluate or {}
     for k in ev:
-        if k not in ("sweep", "metrics", "batch", "images", "plot"):
+        if k not in ("sweep", "metrics", "batch", "images", "plot", "cbr"):
             problems.append(spec.problem(spec.line_of("evaluate", k), f"evaluate: unknown key '{k}' "
-                                                                      "(known: sweep, metrics, batch, images, plot)"))
+                                                                      "(known: sweep, metrics, batch, images, cbr)"))
+    cbr = ev.get("cbr", True)
+    if not (cbr is True or cbr is False or (isinstance(cbr, list) and all(isinstance(c, str) for c in cbr))):
+        problems.append(spec.problem(spec.line_of("evaluate", "cbr"),
+                                     "evaluate.cbr must be true, false or a list of input ports such as [ch.x]"))
     sweep = ev.get("sweep") or {}
     if not isinstance(sweep, dict):
         problems.append(spec.problem(spec.line_of("evaluate", "sweep"), "evaluate.sweep must map variables to lists"))

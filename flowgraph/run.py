@@ -411,6 +411,8 @@ class Runner:
         with torch.inference_mode():
             for pi, point in enumerate(points):
                 sch.reset_variables(point)
+                # every sweep point sees the same noise and channel draws (paired comparison)
+                rng.seed_all(self.seed + 3 + 7919 * (pi + 1))
                 torch.manual_seed(self.seed + 7919 * (pi + 1))
                 self.taps.info = {"stage": "eval", "point": point, "where": f"evaluation at {point or 'defaults'}"}
                 collected = {m: [] for m in metrics}
@@ -422,8 +424,8 @@ class Runner:
                         data = {k: v[: limit - seen] for k, v in data.items()}
                     data = {k: v.to(sch.device) for k, v in data.items()}
                     out = sch(inject={src.name: data})
-                    if cbr is None:
-                        cbr = self._cbr(out, src)
+                    if cbr is None and ev.get("cbr", True) is not False:
+                        cbr = self._cbr(out, src, ev.get("cbr"))
                     for m in metrics:
                         collected[m].append(out[f"{m}.value"].detach().float().cpu())
                     seen += _batch_len(data)
@@ -452,16 +454,24 @@ class Runner:
             self._write_metrics(result)
         return result
 
-    def _cbr(self, out: dict, src) -> dict | None:
-        """Channel uses per example over real source values (DESIGN.md): reported, not assumed."""
+    def _cbr(self, out: dict, src, ports=None) -> dict | None:
+        """Channel uses per example over real source values (DESIGN.md): reported, not assumed.
+
+        Counts the tensors entering every block that declares ``channel_input``, or the
+        ports listed in ``evaluate.cbr`` (e.g. ``[ch.x]``) when a graph needs to say which
+        (draw-only channel blocks, user grouping); ``evaluate.cbr: false`` turns it off."""
         per_example = src.source_values_per_example()
         uses = 0
-        for name, rb in self.graph.blocks.items():
-            port = rb.cls.channel_input
-            if port is None:
-                continue
-            feed = next((f"{s}.{sp}" for s, sp, d, dp in self.graph.edges if d == name and dp == port), None)
-            if feed is None or feed not in out:
+        if isinstance(ports, list):
+            feeds = [f"{s}.{sp}" for s, sp, d, dp in self.graph.edges if f"{d}.{dp}" in ports]
+        else:
+            feeds = []
+            for name, rb in self.graph.blocks.items():
+                port = rb.cls.channel_input
+                if port is not None:
+                    feeds += [f"{s}.{sp}" for s, sp, d, dp in self.graph.edges if d == name and dp == port]
+        for feed in feeds:
+            if feed not in out:
                 continue
             t = out[feed]
             per = t[0].numel() if t.dim() > 0 else 1

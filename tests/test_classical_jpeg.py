@@ -9,16 +9,6 @@ from blocks.classical.jpeg import bmax_bits
 from flowgraph.testing import build, check_contract
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU, OpenMP spin-waits make Sionna's
-    small-tensor loops (LDPC BP, ray sampling) up to ~100x slower with 2 threads."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _images(n=3, size=32, seed=0):
     """Smooth colour ramps plus mild texture (JPEG-friendly, deterministic)."""
     g = torch.Generator().manual_seed(seed)

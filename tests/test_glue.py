@@ -10,14 +10,6 @@ from blocks.mimo._common import energy
 from flowgraph.testing import build, check_contract, check_gradients
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def cn(*shape, seed=0):
     g = torch.Generator().manual_seed(seed)
     return torch.complex(torch.randn(*shape, generator=g), torch.randn(*shape, generator=g)) / math.sqrt(2)

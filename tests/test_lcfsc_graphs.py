@@ -19,14 +19,6 @@ SEED000_GRAPHS = ["graphs/lcfsc.yaml", "graphs/cfsc.yaml", "graphs/witt_mimo.yam
                   "graphs/lcfsc_ablations/lcfsc_perfect.yaml", "graphs/lcfsc_ablations/lcfsc_m01.yaml"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_seed000_graphs_exist_with_three_presets():
     for g in SEED000_GRAPHS:
         spec = load_graph(ROOT / g)

@@ -16,14 +16,6 @@ from blocks.lcfsc.npn import subspace_projection
 from flowgraph.testing import build, check_contract, check_gradients
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _csi(b=2, seed=1, nr=2, nt=2):
     g = torch.Generator().manual_seed(seed)
     return torch.complex(torch.randn(b, nr, nt, generator=g), torch.randn(b, nr, nt, generator=g)) / math.sqrt(2)

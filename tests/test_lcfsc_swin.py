@@ -20,14 +20,6 @@ CFMA = dict(ARCH, cfma_stage=2, mask_width=4, nt=2, nr=2)
 D2 = 16 * 16          # stage 2: one 4x4 window, D = 16 patches
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _img(b=2, seed=0):
     return torch.rand(b, 3, 16, 16, generator=torch.Generator().manual_seed(seed))
 

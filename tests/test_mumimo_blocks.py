@@ -21,15 +21,6 @@ DEC = dict(size=SIZE, n_subcarriers=F, attention_width=8, restoration_widths=[16
 GRID = dict(n_symbols=S, n_subcarriers=F, n_streams=K)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: the CPU is shared and oversubscribed (see tests/test_ofdm_grid.py)."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.fixture(autouse=True)
 def _seed():
     torch.manual_seed(0)

@@ -19,14 +19,6 @@ ABLATIONS = {"rzf": ROOT / "graphs/mumimo_ablations/mumimo_rzf.yaml",
              "wo_pilot": ROOT / "graphs/mumimo_ablations/mumimo_wo_pilot.yaml"}
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def test_zf_training_hits_nonfinite_named_at_the_precoder(tmp_path):
     """alpha = 0 (ZF) on a channel whose users coincide (H H^H singular at every RE): the
     engine stops at the first step and names the precoder block (seed 003 Fig. 10)."""

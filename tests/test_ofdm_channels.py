@@ -11,16 +11,6 @@ from blocks.ofdm.channels import rms_delay_spread
 from flowgraph.testing import build, check_contract, check_gradients
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """One intra-op thread: on a shared, oversubscribed CPU, OpenMP spin-waits make Sionna's
-    small-tensor loops (LDPC BP, ray sampling) up to ~100x slower with 2 threads."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 sionna_phy = pytest.importorskip("sionna.phy")
 
 #: small grids keep the suite fast (CP must not exceed the FFT size in Sionna)

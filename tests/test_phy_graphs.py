@@ -12,15 +12,6 @@ pytest.importorskip("sionna.phy")
 ROOT = Path(__file__).resolve().parents[1]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def _one_thread():
-    """Sionna's small-tensor loops (LDPC BP, 38.901 drops) crawl with oversubscribed threads."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 def _evaluate(graph, overrides, points, tmp_path):
     r = Runner(load_graph(ROOT / graph), preset="smoke", overrides=overrides, out=tmp_path / "run",
                seed=3, quiet=True)

@@ -1,0 +1,113 @@
+"""GUI runs: the worker thread, tap-fed live views, runtime control, errors on blocks."""
+import sys
+from pathlib import Path
+
+import pytest
+
+pytest.importorskip("PySide6")
+pytest.importorskip("pyqtgraph")
+ROOT = Path(__file__).resolve().parents[1]
+if str(ROOT) not in sys.path:          # `gui` is a top-level package next to flowgraph/
+    sys.path.insert(0, str(ROOT))
+
+pytestmark = pytest.mark.gui
+DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
+TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
+TIMEOUT_MS = 120_000          # the CPU may be shared; the smoke run itself takes seconds
+
+
+@pytest.fixture
+def window(qtbot, tmp_path):
+    from gui.window import MainWindow
+    w = MainWindow(out_root=str(tmp_path / "runs"), autosave_ms=10**7)
+    w.ask = lambda *a: "discard"
+    qtbot.addWidget(w)
+    yield w
+    if w.run_panel.running:
+        w.run_panel.stop()
+        w.run_panel.worker.wait(30_000)
+
+
+def finish(qtbot, w):
+    qtbot.waitUntil(lambda: not w.run_panel.running, timeout=TIMEOUT_MS)
+    qtbot.wait(50)                      # let the finished signal and the last flush through
+
+
+def test_smoke_run_feeds_constellation_psnr_and_image_views(window, qtbot):
+    w = window
+    assert w.open_file(DEEPJSCC)
+    views = w.views
+    assert set(views["Constellation"].wanted()) == {"pn.x", "ch.y"}
+    assert set(views["Images"].wanted()) == {"src.image", "dec.image"}
+    worker = w.run_panel.start("train + evaluate", "smoke")
+    assert worker is not None
+    qtbot.waitUntil(lambda: views["Constellation"].updates > 0 and views["Images"].updates > 0,
+                    timeout=TIMEOUT_MS)
+    finish(qtbot, w)
+    assert w.run_panel.errors == []
+    curves, sweep = views["Loss / PSNR"], views["PSNR vs SNR"]
+    assert len(curves.rows) == 4 and all("psnr" in r for _, r in curves.rows)   # every smoke step
+    assert [r["snr_db"] for r in sweep.rows] == [0, 5, 10, 15, 20]               # the whole sweep
+    assert all(r["psnr"] > 0 for r in sweep.rows)
+    z, _info = views["Constellation"].data[1]
+    assert z.dtype.kind == "c" and z.size > 0
+    top, bottom = views["Images"].data
+    assert top[0].shape == bottom[0].shape and top[0].ndim == 3
+    assert views["Attention / mask"].updates > 0                                # enc.features tap
+    assert w.run_panel.result["rows"][0]["psnr"] == sweep.rows[0]["psnr"]
+    assert (w.run_panel.last_run / "metrics.json").is_file()
+    assert "[eval] 5/5" in w.run_panel.log.toPlainText()
+
+
+def test_live_inference_follows_the_runtime_control(window, qtbot):
+    w = window
+    assert w.open_file(TINY)
+    w.control.var.setCurrentText("sigma")
+    curves = w.views["Loss / PSNR"]
+    worker = w.run_panel.start("live inference", "smoke", frame_interval=0.0)
+    qtbot.waitUntil(lambda: len(curves.live) >= 3, timeout=TIMEOUT_MS)
+    quiet = [r["err"] for r in curves.live]
+    w.control.set_value(30.0)                      # the slider's spin box: sigma 0.1 -> 30
+    qtbot.waitUntil(lambda: any(r.get("sigma") == 30.0 for r in curves.live), timeout=TIMEOUT_MS)
+    n = len(curves.live)
+    qtbot.waitUntil(lambda: len(curves.live) >= n + 3, timeout=TIMEOUT_MS)
+    noisy = [r["err"] for r in curves.live if r.get("sigma") == 30.0]
+    assert sum(noisy) / len(noisy) > 20 * sum(quiet) / len(quiet)    # the error follows the noise
+    w.run_panel.pause_btn.setChecked(True)
+    qtbot.wait(300)
+    paused_at = len(curves.live)
+    qtbot.wait(300)
+    assert len(curves.live) <= paused_at + 1
+    w.run_panel.pause_btn.setChecked(False)
+    w.run_panel.stop()
+    finish(qtbot, w)
+    assert worker.stopped and w.run_panel.errors == []
+
+
+def test_run_error_is_shown_on_the_block(window, qtbot):
+    w = window
+    assert w.open_file(TINY)
+    m = w.model
+    m.add_block("testing.nan_after", "bad", params={"at": 2})
+    assert m.connect("rx", "x", "bad", "x")[0] and m.connect("bad", "x", "dec", "x")[0]
+    assert m.problems == []
+    w.run_panel.start("train", "smoke")
+    finish(qtbot, w)
+    (message, block), = w.run_panel.errors
+    assert block == "bad" and "non-finite" in message
+    assert m.runtime_errors["bad"] == message
+    item = w.scene.blocks["bad"]
+    assert item.error == message and message in item.toolTip()
+
+
+def test_stop_during_training(window, qtbot):
+    w = window
+    assert w.open_file(TINY)
+    from gui.run_panel import NO_PRESET
+    w.model.set_variable("steps", 10**6)
+    worker = w.run_panel.start("train + evaluate", NO_PRESET)
+    qtbot.waitUntil(lambda: w.run_panel.progress.value() > 0, timeout=TIMEOUT_MS)
+    w.run_panel.stop()
+    finish(qtbot, w)
+    assert worker.stopped and w.run_panel.errors == [] and w.run_panel.result is None
+    assert (w.run_panel.last_run / "checkpoints" / "last.pt").is_file()   # stop leaves a checkpoint
