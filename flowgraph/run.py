@@ -50,6 +50,11 @@ class Log:
         self.quiet = quiet
         self.tty = sys.stderr.isatty()
         self._progress_open = False
+        self.listeners: list = []     # callables(msg): e.g. a GUI log panel
+
+    def _notify(self, msg: str):
+        for fn in list(self.listeners):
+            fn(msg)
 
     def __call__(self, msg: str = ""):
         if self._progress_open:
@@ -60,6 +65,7 @@ class Log:
         if self.file:
             self.file.write(msg + "\n")
             self.file.flush()
+        self._notify(msg)
 
     def progress(self, msg: str, final: bool = False):
         """A progress line: rewritten in place on a terminal, printed as lines elsewhere."""
@@ -72,6 +78,7 @@ class Log:
                 self._progress_open = False
             if self.file and final:
                 self.file.write(msg + "\n")
+            self._notify(msg)
         else:
             self(msg)
 
@@ -418,7 +425,9 @@ class Runner:
                 collected = {m: [] for m in metrics}
                 seen = 0
                 for data in src.eval_batches(batch):
-                    if limit is not None and seen >= limit:
+                    while self.pause_requested and not self.stop_requested:
+                        time.sleep(0.05)
+                    if self.stop_requested or (limit is not None and seen >= limit):
                         break
                     if limit is not None and seen + _batch_len(data) > limit:
                         data = {k: v[: limit - seen] for k, v in data.items()}
@@ -442,6 +451,9 @@ class Runner:
                 row["n"] = seen
                 rows.append(row)
                 self.taps.publish("eval.point", dict(row))
+                if self.stop_requested:
+                    self.log(f"[eval] stopped after {pi + 1} of {len(points)} sweep point(s)")
+                    break
                 self.log.progress(f"[eval] {pi + 1}/{len(points)} {_point_key(point) or 'defaults'}: "
                                   + "  ".join(f"{m} {row[m]:.3f}" for m in metrics),
                                   final=pi + 1 == len(points))

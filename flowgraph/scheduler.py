@@ -44,6 +44,7 @@ class Scheduler(nn.Module):
         self.check_finite = check_finite
         self.blocks = nn.ModuleDict()
         self._checked_modes: set = set()
+        self.frame = 0              # frames run so far; taps carry it as info["frame"]
         self.variables: dict = dict(graph.root.values) if graph.root else {}
         self._var_overrides: dict = {}
         for name, rb in graph.blocks.items():
@@ -139,6 +140,9 @@ class Scheduler(nn.Module):
         ``plan`` restricts the frame to a :meth:`subplan`; ``values`` continues a frame
         whose earlier steps already ran (e.g. metric sinks after the loss)."""
         values = {} if values is None else values
+        if plan is None or values == {}:      # a new frame (not the tail of one)
+            self.frame += 1
+            self.taps.info["frame"] = self.frame
         mode = "train" if self.training else "eval"
         first = mode not in self._checked_modes
         check_finite = self.check_finite and torch.is_grad_enabled()

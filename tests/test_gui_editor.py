@@ -252,3 +252,37 @@ def test_property_panel_edits_params(model, qtbot):
     m.undo.undo()
     m.undo.undo()
     assert m.spec.blocks["ch"].params["snr_db"] == "$snr_db" and not m.spec.blocks["ch"].bypass
+
+
+def test_drag_from_palette_copy_paste_delete_in_window(qtbot):
+    from PySide6.QtCore import QPointF, Qt
+    from PySide6.QtGui import QDropEvent
+    from gui.window import MainWindow
+    w = MainWindow(autosave_ms=10**7)
+    qtbot.addWidget(w)
+    w.ask = lambda *a: "discard"
+    assert w.open_file(TINY)
+    pal = w.blocks_palette
+    pal.search.setText("testing.noise")
+    item = next(pal.tree.topLevelItem(i).child(j) for i in range(pal.tree.topLevelItemCount())
+                for j in range(pal.tree.topLevelItem(i).childCount())
+                if not pal.tree.topLevelItem(i).child(j).isHidden())
+    mime = pal.tree.mimeData([item])                          # what a drag carries
+    drop = QDropEvent(QPointF(100, 80), Qt.CopyAction, mime, Qt.LeftButton, Qt.NoModifier)
+    w.view.dropEvent(drop)
+    assert "noise" in w.model.spec.blocks and "noise" in w.scene.blocks
+    w.scene.clearSelection()
+    w.scene.blocks["enc"].setSelected(True)
+    w.scene.blocks["cx"].setSelected(True)
+    w.copy()
+    w.paste()
+    assert {"enc_2", "cx_2"} <= set(w.model.spec.blocks) and set(w.scene.selected_blocks()) == {"enc_2", "cx_2"}
+    w.scene.delete_selected()
+    assert "enc_2" not in w.model.spec.blocks
+    w.scene.clearSelection()
+    w.scene.edges[("cx", "z", "ch", "z")].setSelected(True)   # a selected wire deletes too
+    w.scene.delete_selected()
+    assert "cx.z -> ch.z" not in [str(c) for c in w.model.spec.connections]
+    assert any("required input 'z'" in p for p in w.model.block_problems("ch"))
+    w.model.undo.undo()
+    assert "cx.z -> ch.z" in [str(c) for c in w.model.spec.connections] and not w.model.block_problems("ch")

@@ -371,3 +371,22 @@ def test_a_block_that_raises_is_named(tmp_path, write_graph):
     r = runner(load_graph(path), tmp_path)
     with pytest.raises(BlockError, match=r"block 'bad' \(testing.raiser\) failed: RuntimeError: singular matrix$"):
         r.scheduler()
+
+
+def test_taps_carry_a_frame_counter_and_logs_reach_listeners(tiny, tmp_path):
+    hub = TapHub()
+    frames = []
+    hub.subscribe("ch.z", lambda n, v, i: frames.append(i["frame"]), min_interval=0.0)
+    r = runner(tiny, tmp_path, preset="smoke", taps=hub)
+    lines = []
+    r.log.listeners.append(lines.append)
+    r.train()
+    assert frames == [1, 2, 3]
+    assert any("[e2e] done" in line for line in lines)
+
+
+def test_evaluation_honours_stop_requests(tiny, tmp_path):
+    r = runner(tiny, tmp_path)
+    r.stop_requested = True
+    res = r.evaluate(write=False)
+    assert len(res["rows"]) == 1 and res["rows"][0]["n"] == 0

@@ -1,0 +1,436 @@
+"""The graph canvas: a QGraphicsScene that draws the EditorModel and turns mouse
+gestures into model edits. The scene holds no graph state of its own; ``sync()``
+rebuilds items from the model whenever it changes (graphs have tens of blocks)."""
+from __future__ import annotations
+
+from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
+from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
+from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
+                               QGraphicsSimpleTextItem, QGraphicsTextItem, QGraphicsView, QMenu)
+
+from .style import PROBLEM, SELECTED, kind_color, stage_color
+
+MIME_BLOCK = "application/x-semflow-block"
+PORT_R, PORT_DY, HEADER_H, MIN_W = 6.0, 20.0, 38.0, 150.0
+
+
+class PortItem(QGraphicsEllipseItem):
+    def __init__(self, block: "BlockItem", name: str, port, output: bool):
+        super().__init__(-PORT_R, -PORT_R, 2 * PORT_R, 2 * PORT_R, block)
+        self.block, self.name, self.port, self.output = block, name, port, output
+        self.setBrush(kind_color(port.kind))
+        self.setPen(QPen(QColor("#303030"), 1))
+        self.setAcceptHoverEvents(True)
+        self.setCursor(Qt.CrossCursor)
+        self.label = QGraphicsSimpleTextItem(name, block)
+        self.label.setFont(QFont("Sans", 8))
+
+    def place(self, x: float, y: float):
+        self.setPos(x, y)
+        w = self.label.boundingRect().width()
+        self.label.setPos(x - w - 10 if self.output else x + 10, y - 8)
+
+    def anchor(self) -> QPointF:
+        return self.scenePos()
+
+    def hoverEnterEvent(self, event):
+        # computed on hover: dims resolve from the latest validation
+        self.setToolTip(self.block.scene().model.port_tooltip(self.block.name, self.name, self.output))
+        self.setPen(QPen(QColor("#000000"), 2))
+        super().hoverEnterEvent(event)
+
+    def hoverLeaveEvent(self, event):
+        self.setPen(QPen(QColor("#303030"), 1))
+        super().hoverLeaveEvent(event)
+
+    def mousePressEvent(self, event):
+        if event.button() == Qt.LeftButton:
+            self.scene().begin_wire(self)
+            event.accept()
+        else:
+            super().mousePressEvent(event)
+
+    def mouseMoveEvent(self, event):
+        self.scene().move_wire(event.scenePos())
+
+    def mouseReleaseEvent(self, event):
+        self.scene().end_wire(event.scenePos())
+
+
+class BlockItem(QGraphicsItem):
+    def __init__(self, scene: "GraphScene", name: str):
+        super().__init__()
+        self.name = name
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable |
+                      QGraphicsItem.ItemSendsGeometryChanges)
+        self.setAcceptHoverEvents(True)
+        self.ports: dict[tuple, PortItem] = {}
+        self.edges: list = []
+        self.w, self.h = MIN_W, HEADER_H
+        self.type_id, self.stage = "", ""
+        self.problems: list[str] = []
+        self.error = ""
+        self.enabled, self.bypass = True, False
+        self._scene = scene
+
+    def rebuild(self):
+        """(Re)create ports from the block's type."""
+        m = self._scene.model
+        b = m.spec.blocks[self.name]
+        for p in self.ports.values():
+            self._scene.removeItem(p.label)
+            self._scene.removeItem(p)
+        self.ports.clear()
+        self.type_id = b.type
+        self.stage = "graph" if b.is_graph else b.type.split(".", 1)[0]
+        ins, outs = m.block_ports(self.name)
+        font = QFont("Sans", 9, QFont.Bold)
+        fm = QFontMetricsF(font)
+        label_w = max([fm.horizontalAdvance(s) for s in (self.name, b.type)] + [0]) + 24
+        port_w = max([len(p) for p in ins] + [0]) * 7 + max([len(p) for p in outs] + [0]) * 7 + 40
+        self.w = max(MIN_W, label_w, port_w)
+        self.h = HEADER_H + max(len(ins), len(outs), 1) * PORT_DY + 6
+        for i, (pn, p) in enumerate(ins.items()):
+            item = PortItem(self, pn, p, False)
+            item.place(0, HEADER_H + (i + 0.5) * PORT_DY)
+            self.ports[(pn, False)] = item
+        for i, (pn, p) in enumerate(outs.items()):
+            item = PortItem(self, pn, p, True)
+            item.place(self.w, HEADER_H + (i + 0.5) * PORT_DY)
+            self.ports[(pn, True)] = item
+        self.prepareGeometryChange()
+
+    def refresh_state(self):
+        m = self._scene.model
+        b = m.spec.blocks[self.name]
+        self.enabled, self.bypass = b.enabled, b.bypass
+        self.problems = m.block_problems(self.name)
+        self.error = m.runtime_errors.get(self.name, "")
+        tip = [f"{self.name}  ({self.type_id})"]
+        if not self.enabled:
+            tip.append("disabled")
+        if self.bypass:
+            tip.append("bypassed")
+        if self.error:
+            tip.append("run error: " + self.error)
+        tip += self.problems
+        self.setToolTip("\n".join(tip))
+        self.setOpacity(1.0 if self.enabled else 0.4)
+        self.update()
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-4, -4, self.w + 8, self.h + 8)
+
+    def paint(self, painter: QPainter, option, widget=None):
+        painter.setRenderHint(QPainter.Antialiasing)
+        body = QRectF(0, 0, self.w, self.h)
+        if self.problems or self.error:
+            pen = QPen(PROBLEM, 3)
+        elif self.isSelected():
+            pen = QPen(SELECTED, 3)
+        else:
+            pen = QPen(QColor("#404040"), 1.2)
+        if self.bypass:
+            pen.setStyle(Qt.DashLine)
+        painter.setPen(pen)
+        painter.setBrush(QBrush(QColor("#fdfdfd")))
+        painter.drawRoundedRect(body, 6, 6)
+        head = QPainterPath()
+        head.addRoundedRect(QRectF(1, 1, self.w - 2, HEADER_H - 4), 5, 5)
+        painter.fillPath(head, stage_color(self.stage).lighter(150) if self.enabled else QColor("#cccccc"))
+        painter.setPen(QColor("#101010"))
+        painter.setFont(QFont("Sans", 9, QFont.Bold))
+        painter.drawText(QRectF(8, 2, self.w - 16, 18), Qt.AlignLeft | Qt.AlignVCenter, self.name)
+        painter.setFont(QFont("Sans", 7))
+        sub = self.type_id + ("  [bypass]" if self.bypass else "") + ("  [disabled]" if not self.enabled else "")
+        painter.drawText(QRectF(8, 18, self.w - 16, 14), Qt.AlignLeft | Qt.AlignVCenter, sub)
+        if self.problems or self.error:                     # badge: problems or a run error
+            painter.setBrush(PROBLEM)
+            painter.setPen(Qt.NoPen)
+            painter.drawEllipse(QPointF(self.w - 4, 0), 8, 8)
+            painter.setPen(QColor("white"))
+            painter.setFont(QFont("Sans", 8, QFont.Bold))
+            painter.drawText(QRectF(self.w - 12, -8, 16, 16), Qt.AlignCenter, "!")
+
+    def itemChange(self, change, value):
+        if change == QGraphicsItem.ItemPositionHasChanged:
+            for e in self.edges:
+                e.update_path()
+        return super().itemChange(change, value)
+
+    def mouseReleaseEvent(self, event):
+        super().mouseReleaseEvent(event)
+        self._scene.commit_moves()
+
+    def mouseDoubleClickEvent(self, event):
+        self._scene.blockActivated.emit(self.name)
+
+
+class EdgeItem(QGraphicsPathItem):
+    def __init__(self, src: PortItem, dst: PortItem):
+        super().__init__()
+        self.src, self.dst = src, dst
+        self.key = (src.block.name, src.name, dst.block.name, dst.name)
+        self.setFlags(QGraphicsItem.ItemIsSelectable)
+        self.setZValue(-1)
+        self.color = kind_color(src.port.kind)
+        self.setToolTip("{}.{} -> {}.{}".format(*self.key))
+        src.block.edges.append(self)
+        dst.block.edges.append(self)
+        self.update_path()
+
+    def update_path(self):
+        a, b = self.src.anchor(), self.dst.anchor()
+        dx = max(40.0, abs(b.x() - a.x()) / 2)
+        path = QPainterPath(a)
+        path.cubicTo(a + QPointF(dx, 0), b - QPointF(dx, 0), b)
+        self.setPath(path)
+
+    def paint(self, painter, option, widget=None):
+        self.setPen(QPen(SELECTED if self.isSelected() else self.color, 3 if self.isSelected() else 2))
+        super().paint(painter, option, widget)
+
+
+class GraphScene(QGraphicsScene):
+    blockActivated = Signal(str)      # double-click on a block
+    message = Signal(str)             # a refused connection's reason, for the status bar
+
+    def __init__(self, model, parent=None):
+        super().__init__(parent)
+        self.model = model
+        self.blocks: dict[str, BlockItem] = {}
+        self.edges: dict[tuple, EdgeItem] = {}
+        self._wire: QGraphicsPathItem | None = None
+        self._wire_from: PortItem | None = None
+        self.last_refusal: str | None = None
+        self.setSceneRect(-2000, -2000, 6000, 4000)
+        model.changed.connect(self._on_changed)
+        model.validated.connect(self.refresh_states)
+        self.sync()
+
+    # ---- model -> items ------------------------------------------------------------------
+    def _on_changed(self, what: str):
+        if what == "positions":
+            self.sync_positions()
+        elif what.startswith("block:"):
+            name = what[6:]
+            if name in self.blocks:
+                self.blocks[name].refresh_state()
+        elif what == "errors":
+            self.refresh_states()
+        else:
+            self.sync()
+
+    def sync(self):
+        spec = self.model.spec
+        for name in [n for n, it in self.blocks.items()
+                     if n not in spec.blocks or spec.blocks[n].type != it.type_id]:
+            self._remove_block(name)
+        for name in spec.blocks:
+            if name not in self.blocks:
+                item = BlockItem(self, name)
+                self.addItem(item)
+                item.rebuild()
+                self.blocks[name] = item
+        for e in list(self.edges.values()):
+            self._remove_edge(e)
+        for c in spec.connections:
+            src, dst = self.blocks.get(c.src), self.blocks.get(c.dst)
+            if src is None or dst is None:
+                continue
+            a, b = src.ports.get((c.src_port, True)), dst.ports.get((c.dst_port, False))
+            if a is not None and b is not None:
+                e = EdgeItem(a, b)
+                self.addItem(e)
+                self.edges[e.key] = e
+        self.sync_positions()
+        self.refresh_states()
+
+    def _remove_block(self, name):
+        item = self.blocks.pop(name)
+        for e in list(item.edges):
+            self._remove_edge(e)
+        self.removeItem(item)
+
+    def _remove_edge(self, e: EdgeItem):
+        for b in (e.src.block, e.dst.block):
+            if e in b.edges:
+                b.edges.remove(e)
+        self.edges.pop(e.key, None)
+        if e.scene() is self:
+            self.removeItem(e)
+
+    def sync_positions(self):
+        pos = self.model.positions()
+        for name, item in self.blocks.items():
+            p = pos.get(name)
+            if p is not None and (item.pos().x(), item.pos().y()) != (float(p[0]), float(p[1])):
+                item.setPos(float(p[0]), float(p[1]))
+
+    def refresh_states(self):
+        for name, item in self.blocks.items():
+            if name in self.model.spec.blocks:        # a new file validates before items sync
+                item.refresh_state()
+
+    # ---- gestures -> model ---------------------------------------------------------------
+    def commit_moves(self):
+        pos = self.model.positions()
+        moved = {n: (it.pos().x(), it.pos().y()) for n, it in self.blocks.items()
+                 if [float(v) for v in pos.get(n, ())] != [it.pos().x(), it.pos().y()]}
+        if moved:
+            self.model.move_blocks(moved)
+
+    def selected_blocks(self) -> list[str]:
+        return [i.name for i in self.selectedItems() if isinstance(i, BlockItem)]
+
+    def selected_edges(self) -> list[tuple]:
+        return [i.key for i in self.selectedItems() if isinstance(i, EdgeItem)]
+
+    def delete_selected(self):
+        edges, blocks = self.selected_edges(), self.selected_blocks()
+        if not edges and not blocks:
+            return
+        self.model.undo.beginMacro("delete selection")
+        for key in edges:
+            if key[0] not in blocks and key[2] not in blocks:
+                self.model.disconnect(*key)
+        self.model.delete_blocks(blocks)
+        self.model.undo.endMacro()
+
+    def begin_wire(self, port: PortItem):
+        self._wire_from = port
+        self._wire = QGraphicsPathItem()
+        self._wire.setPen(QPen(kind_color(port.port.kind), 2, Qt.DashLine))
+        self._wire.setZValue(10)
+        self.addItem(self._wire)
+
+    def _port_at(self, pos: QPointF) -> PortItem | None:
+        for item in self.items(QRectF(pos.x() - 8, pos.y() - 8, 16, 16)):
+            if isinstance(item, PortItem) and item is not self._wire_from:
+                return item
+        return None
+
+    def _endpoints(self, a: PortItem, b: PortItem):
+        if a.output == b.output:
+            return None
+        src, dst = (a, b) if a.output else (b, a)
+        return src.block.name, src.name, dst.block.name, dst.name
+
+    def move_wire(self, pos: QPointF):
+        if self._wire is None:
+            return
+        a = self._wire_from.anchor()
+        path = QPainterPath(a)
+        path.lineTo(pos)
+        self._wire.setPath(path)
+        target = self._port_at(pos)
+        ok = True
+        if target is not None:                   # red while over a port that would be refused
+            ends = self._endpoints(self._wire_from, target)
+            ok = ends is not None and self.model.check_connection(*ends) is None
+        self._wire.setPen(QPen(kind_color(self._wire_from.port.kind) if ok else PROBLEM, 2, Qt.DashLine))
+
+    def end_wire(self, pos: QPointF):
+        if self._wire is None:
+            return
+        start = self._wire_from
+        self.removeItem(self._wire)
+        self._wire, self._wire_from = None, None
+        target = self._port_at(pos)
+        if target is None:
+            return
+        ends = self._endpoints(start, target)
+        if ends is None:
+            self.refuse("connect an output to an input", pos)
+            return
+        self.connect_ports(*ends, pos=pos)
+
+    def connect_ports(self, src, sport, dst, dport, pos: QPointF | None = None) -> bool:
+        ok, reason = self.model.connect(src, sport, dst, dport)
+        if not ok:
+            self.refuse(reason, pos)
+        return ok
+
+    def refuse(self, reason: str, pos: QPointF | None = None):
+        """Show why a connection was refused, next to where it was dropped."""
+        self.last_refusal = reason
+        self.message.emit(f"connection refused: {reason}")
+        note = QGraphicsTextItem(reason)
+        note.setDefaultTextColor(PROBLEM)
+        note.setFont(QFont("Sans", 9, QFont.Bold))
+        note.setTextWidth(360)
+        note.setZValue(20)
+        note.setPos((pos or QPointF(0, 0)) + QPointF(12, 12))
+        self.addItem(note)
+        QTimer.singleShot(5000, lambda: note.scene() is self and self.removeItem(note))
+
+    def contextMenuEvent(self, event):
+        item = self.itemAt(event.scenePos(), self.views()[0].transform()) if self.views() else None
+        while item is not None and not isinstance(item, (BlockItem, EdgeItem)):
+            item = item.parentItem()
+        menu = QMenu()
+        if isinstance(item, BlockItem):
+            b = self.model.spec.blocks[item.name]
+            menu.addAction("Disable" if b.enabled else "Enable",
+                           lambda: self.model.set_state(item.name, enabled=not b.enabled))
+            menu.addAction("Un-bypass" if b.bypass else "Bypass",
+                           lambda: self.model.set_state(item.name, bypass=not b.bypass))
+            menu.addAction("Delete", lambda: self.model.delete_blocks([item.name]))
+        elif isinstance(item, EdgeItem):
+            menu.addAction("Disconnect", lambda: self.model.disconnect(*item.key))
+        else:
+            menu.addAction("Auto layout", self.model.relayout)
+        menu.exec(event.screenPos())
+
+
+class GraphView(QGraphicsView):
+    """Zoom with the wheel, rubber-band selection, drop blocks from the palette."""
+
+    def __init__(self, scene: GraphScene, parent=None):
+        super().__init__(scene, parent)
+        self.setRenderHint(QPainter.Antialiasing)
+        self.setDragMode(QGraphicsView.RubberBandDrag)
+        self.setAcceptDrops(True)
+        self.setTransformationAnchor(QGraphicsView.AnchorUnderMouse)
+        self.setBackgroundBrush(QColor("#eef0f3"))
+
+    def drawBackground(self, painter, rect):
+        super().drawBackground(painter, rect)
+        painter.setPen(QPen(QColor("#dde1e6"), 1))
+        step = 20
+        left, top = int(rect.left()) - int(rect.left()) % step, int(rect.top()) - int(rect.top()) % step
+        for x in range(left, int(rect.right()), step):
+            painter.drawLine(QPointF(x, rect.top()), QPointF(x, rect.bottom()))
+        for y in range(top, int(rect.bottom()), step):
+            painter.drawLine(QPointF(rect.left(), y), QPointF(rect.right(), y))
+
+    def wheelEvent(self, event):
+        f = 1.15 if event.angleDelta().y() > 0 else 1 / 1.15
+        self.scale(f, f)
+
+    def fit(self):
+        items = self.scene().itemsBoundingRect()
+        if items.isValid() and not items.isEmpty():
+            self.fitInView(items.adjusted(-40, -40, 40, 40), Qt.KeepAspectRatio)
+            if self.transform().m11() > 1.2:          # small graphs: do not blow them up
+                self.resetTransform()
+                self.centerOn(items.center())
+
+    def dragEnterEvent(self, event):
+        if event.mimeData().hasFormat(MIME_BLOCK):
+            event.acceptProposedAction()
+        else:
+            super().dragEnterEvent(event)
+
+    dragMoveEvent = dragEnterEvent
+
+    def dropEvent(self, event):
+        if not event.mimeData().hasFormat(MIME_BLOCK):
+            return super().dropEvent(event)
+        type_id = bytes(event.mimeData().data(MIME_BLOCK)).decode()
+        p = self.mapToScene(event.position().toPoint())
+        try:
+            self.scene().model.add_block(type_id, pos=(p.x(), p.y()))
+        except Exception as exc:          # unknown type: say so, keep the editor alive
+            self.scene().message.emit(str(exc))
+        event.acceptProposedAction()

@@ -1,0 +1,458 @@
+"""The editor model: a GraphSpec plus undo history, live validation and file handling.
+
+No widgets here. Every edit is a command on ``self.undo`` (a QUndoStack), validation
+(``compile_graph``) runs after each one, and views follow the ``changed`` signal::
+
+    m = EditorModel()
+    m.add_block("channel.awgn", "ch", pos=(200, 0))
+    ok, reason = m.connect("enc", "z", "ch", "x")     # refused with the reason on a mismatch
+    m.set_param("ch", "snr_db", "$snr_db")
+    m.undo.undo()
+    m.save("g.yaml")
+"""
+from __future__ import annotations
+
+import copy
+import os
+import re
+import tempfile
+from pathlib import Path
+
+import yaml
+from PySide6.QtCore import QObject, Signal
+from PySide6.QtGui import QUndoStack
+
+from flowgraph import registry
+from flowgraph.compile import CompiledGraph, compile_graph
+from flowgraph.errors import GraphError, RegistryError, SemflowError
+from flowgraph.graph import (GRAPH_TYPE_PREFIX, Connection, GraphSpec, load_graph, loads_graph, parse_connection,
+                            parse_endpoint)
+from flowgraph.shapes import fmt
+
+from . import commands as C
+from .layout import auto_layout
+
+NEW_GRAPH = "format: 1\nname: untitled\nvariables: {}\nblocks: {}\nconnections: []\n"
+_SENTINEL_LINE = 987654321      # marks the trial connection in connect() checks
+CLIPBOARD_KEY = "semflow-clipboard"
+
+
+class EditorModel(QObject):
+    #: what changed: "structure", "positions", "variables", "block:<name>", "file", "errors"
+    changed = Signal(str)
+    validated = Signal()
+    dirtyChanged = Signal(bool)
+
+    def __init__(self, parent=None):
+        super().__init__(parent)
+        self.undo = QUndoStack(self)
+        self.undo.cleanChanged.connect(self._on_clean)
+        self.spec: GraphSpec = loads_graph(NEW_GRAPH, "untitled.yaml")
+        self.path: Path | None = None
+        self.recovered = False            # loaded from an autosave: dirty until saved
+        self.compiled: CompiledGraph | None = None
+        self.problems: list = []
+        self.runtime_errors: dict[str, str] = {}   # block -> message (from the last run)
+        self._port_cache: dict[str, tuple] = {}
+        self.revalidate()
+
+    # ---- state -------------------------------------------------------------------------
+    def _on_clean(self, _clean: bool):
+        try:
+            self.dirtyChanged.emit(self.dirty)
+        except RuntimeError:        # the stack emits while it is being destroyed
+            pass
+
+    @property
+    def dirty(self) -> bool:
+        return self.recovered or not self.undo.isClean()
+
+    def positions(self) -> dict:
+        """Layout, stored in the graph file under ``gui: positions:``."""
+        if not isinstance(self.spec.gui, dict):
+            self.spec.gui = {}
+        pos = self.spec.gui.get("positions")
+        if not isinstance(pos, dict):
+            pos = self.spec.gui["positions"] = {}
+        return pos
+
+    def _edited(self, what: str) -> None:
+        """Called by every command after it applied or reverted."""
+        if what != "positions":
+            self.revalidate()
+        self.changed.emit(what)
+
+    def revalidate(self) -> None:
+        try:
+            self.compiled = compile_graph(self.spec)
+            self.problems = list(self.compiled.problems)
+        except SemflowError as exc:       # compile raises only for whole-graph failures
+            self.compiled = None
+            self.problems = [self.spec.problem(0, str(exc))]
+        self.validated.emit()
+
+    # ---- problems ------------------------------------------------------------------------
+    def block_problems(self, name: str) -> list[str]:
+        """The ``semflow validate`` lines that concern one block (inner blocks of a graph block too)."""
+        return [str(p) for p in self.problems if p.block and p.block.split("/", 1)[0] == name]
+
+    def graph_problems(self) -> list[str]:
+        return [str(p) for p in self.problems if not p.block or p.block.split("/", 1)[0] not in self.spec.blocks]
+
+    def set_runtime_error(self, block: str | None, message: str) -> None:
+        if block:
+            self.runtime_errors[block.split("/", 1)[0]] = message
+            self.changed.emit("errors")
+
+    def clear_runtime_errors(self) -> None:
+        if self.runtime_errors:
+            self.runtime_errors.clear()
+            self.changed.emit("errors")
+
+    # ---- ports ---------------------------------------------------------------------------
+    def block_class(self, name: str):
+        b = self.spec.blocks.get(name)
+        if b is None or b.is_graph:
+            return None
+        try:
+            return registry.get(b.type)
+        except RegistryError:
+            return None
+
+    def block_ports(self, name: str) -> tuple[dict, dict]:
+        """(inputs, outputs) as {port: flowgraph.Port}; graph blocks map their exposed ports."""
+        b = self.spec.blocks.get(name)
+        if b is None:
+            return {}, {}
+        if b.type not in self._port_cache:
+            self._port_cache[b.type] = self._ports_of_type(b.type)
+        return self._port_cache[b.type]
+
+    def _ports_of_type(self, type_id: str) -> tuple[dict, dict]:
+        if not type_id.startswith(GRAPH_TYPE_PREFIX):
+            try:
+                cls = registry.get(type_id)
+            except RegistryError:
+                return {}, {}
+            return dict(cls.inputs), dict(cls.outputs)
+        rel = type_id[len(GRAPH_TYPE_PREFIX):]
+        path = next((p for p in (Path(self.spec.path).parent / rel, Path(rel)) if p.is_file()), None)
+        if path is None:
+            return {}, {}
+        try:
+            sub = load_graph(path)
+        except GraphError:
+            return {}, {}
+        sides = []
+        for direction, attr in (("inputs", "inputs"), ("outputs", "outputs")):
+            ports = {}
+            for port, ref in (sub.ports.get(direction) or {}).items():
+                ep = parse_endpoint(str(ref[0] if isinstance(ref, list) else ref))
+                inner = sub.blocks.get(ep[0]) if ep else None
+                try:
+                    cls = registry.get(inner.type) if inner and not inner.is_graph else None
+                except RegistryError:
+                    cls = None
+                p = getattr(cls, attr, {}).get(ep[1]) if cls else None
+                if p is not None:
+                    ports[port] = p
+            sides.append(ports)
+        return sides[0], sides[1]
+
+    def port_tooltip(self, block: str, port: str, output: bool) -> str:
+        """Kind and shape of a port, dims resolved to numbers where the graph fixes them."""
+        ins, outs = self.block_ports(block)
+        p = (outs if output else ins).get(port)
+        if p is None:
+            return f"{block}.{port}"
+        shape = p.shape_str()
+        if self.compiled is not None and block in self.compiled.blocks:
+            resolved = self.compiled.resolved_dims(block, port, output)
+            if resolved is not None:
+                shape = fmt(resolved)
+                if resolved != p.shape:
+                    shape += f"   declared {p.shape_str()}"
+        lines = [f"{block}.{port}: {p.kind} {shape}" + (f"  [{p.tag}]" if p.tag else "")
+                 + ("  (optional)" if p.optional else "")]
+        if p.doc:
+            lines.append(p.doc)
+        return "\n".join(lines)
+
+    def tap_names(self) -> dict[str, str]:
+        """Every tap a run of this graph can publish: name -> kind ("complex", "real", ..., "tap", "rows")."""
+        out = {"train.step": "rows", "eval.point": "rows", "train.loss": "real"}
+        for name in self.spec.blocks:
+            b = self.spec.blocks[name]
+            if not b.enabled:
+                continue
+            _, outs = self.block_ports(name)
+            for port, p in outs.items():
+                out[f"{name}.{port}"] = p.kind
+            cls = self.block_class(name)
+            for tap in (getattr(cls, "taps", None) or {}):
+                out[f"{name}.{tap}"] = "tap"
+        return out
+
+    # ---- editing ------------------------------------------------------------------------
+    def unique_name(self, base: str) -> str:
+        base = re.sub(r"\W", "_", base) or "block"
+        if base[0].isdigit():
+            base = "b_" + base
+        if base not in self.spec.blocks:
+            return base
+        i = 2
+        while f"{base}_{i}" in self.spec.blocks:
+            i += 1
+        return f"{base}_{i}"
+
+    def add_block(self, type_id: str, name: str | None = None, pos=None, params: dict | None = None) -> str:
+        if not type_id.startswith(GRAPH_TYPE_PREFIX):
+            registry.get(type_id)                                 # RegistryError names close matches
+            base = type_id.split(".", 1)[1]
+        else:
+            base = Path(type_id[len(GRAPH_TYPE_PREFIX):]).stem
+        name = name or self.unique_name(base)
+        if name in self.spec.blocks:
+            raise GraphError(f"block '{name}' already exists")
+        if pos is None:
+            pos = self.free_position()
+        self.undo.push(C.AddBlock(self, name, type_id, params or {}, pos))
+        return name
+
+    def free_position(self) -> tuple[float, float]:
+        """Right of the rightmost block: where a block added without a position goes."""
+        xs = [p[0] for n, p in self.positions().items() if n in self.spec.blocks]
+        return (max(xs) + 220.0, 0.0) if xs else (0.0, 0.0)
+
+    def relayout(self) -> None:
+        """Auto-layout every block (one undoable move)."""
+        self.move_blocks(auto_layout(self.spec, {}))
+
+    def delete_blocks(self, names) -> None:
+        names = [n for n in names if n in self.spec.blocks]
+        if not names:
+            return
+        self.undo.beginMacro("delete " + ", ".join(names))
+        for n in names:
+            self.undo.push(C.DeleteBlock(self, n))
+        self.undo.endMacro()
+
+    def move_blocks(self, new_positions: dict) -> None:
+        pos = self.positions()
+        moved = {n: p for n, p in new_positions.items()
+                 if n in self.spec.blocks and [float(v) for v in pos.get(n, ())] != [float(v) for v in p]}
+        if moved:
+            self.undo.push(C.MoveBlocks(self, moved))
+
+    def check_connection(self, src: str, src_port: str, dst: str, dst_port: str) -> str | None:
+        """Why ``src.src_port -> dst.dst_port`` cannot be made, or None if it can.
+
+        Compiles a copy of the graph with the connection added (replacing whatever feeds
+        that input) and reports the problems that land on the trial connection: dtype
+        kind or symbolic shape that cannot unify, unknown ports, cycles.
+        """
+        for b in (src, dst):
+            if b not in self.spec.blocks:
+                return f"no block '{b}'"
+        if src == dst:
+            return "a block cannot feed itself"
+        key = (src, src_port, dst, dst_port)
+        if any(C._conn_key(c) == key for c in self.spec.connections):
+            return f"{src}.{src_port} -> {dst}.{dst_port} is already connected"
+        src_outs, dst_ins = self.block_ports(src)[1], self.block_ports(dst)[0]
+        if src_port not in src_outs:
+            return f"block '{src}' has no output '{src_port}' (outputs: {', '.join(src_outs) or 'none'})"
+        if dst_port not in dst_ins:
+            return f"block '{dst}' has no input '{dst_port}' (inputs: {', '.join(dst_ins) or 'none'})"
+        kept = [c for c in self.spec.connections if (c.dst, c.dst_port) != (dst, dst_port)]
+        before = {p.message for p in compile_graph(self._trial(kept)).problems}
+        after = compile_graph(self._trial(kept + [Connection(*key, line=_SENTINEL_LINE)])).problems
+        for p in after:
+            if p.line == _SENTINEL_LINE or (p.message not in before and
+                                            (p.message.startswith("cycle") or " expects " in p.message)):
+                return p.message
+        return None
+
+    def _trial(self, connections) -> GraphSpec:
+        trial = copy.copy(self.spec)
+        trial.connections = list(connections)
+        return trial
+
+    def connect(self, src: str, src_port: str, dst: str, dst_port: str) -> tuple[bool, str | None]:
+        """Connect, replacing an existing feed of that input. Returns (ok, reason refused)."""
+        reason = self.check_connection(src, src_port, dst, dst_port)
+        if reason:
+            return False, reason
+        old = [C._conn_key(c) for c in self.spec.connections if (c.dst, c.dst_port) == (dst, dst_port)]
+        self.undo.beginMacro(f"connect {src}.{src_port} -> {dst}.{dst_port}")
+        for key in old:
+            self.undo.push(C.Disconnect(self, key))
+        self.undo.push(C.Connect(self, (src, src_port, dst, dst_port)))
+        self.undo.endMacro()
+        return True, None
+
+    def disconnect(self, src: str, src_port: str, dst: str, dst_port: str) -> None:
+        key = (src, src_port, dst, dst_port)
+        if any(C._conn_key(c) == key for c in self.spec.connections):
+            self.undo.push(C.Disconnect(self, key))
+
+    def set_param(self, block: str, key: str, value) -> None:
+        """Set a param (a literal or an expression such as ``"$snr_db"``); C.UNSET restores the default."""
+        if self.spec.blocks[block].params.get(key, C.UNSET) != value:
+            self.undo.push(C.SetParam(self, block, key, value))
+
+    def reset_param(self, block: str, key: str) -> None:
+        if key in self.spec.blocks[block].params:
+            self.undo.push(C.SetParam(self, block, key, C.UNSET))
+
+    def set_state(self, block: str, enabled: bool | None = None, bypass: bool | None = None) -> None:
+        b = self.spec.blocks[block]
+        for field, value in (("enabled", enabled), ("bypass", bypass)):
+            if value is not None and getattr(b, field) != bool(value):
+                self.undo.push(C.SetState(self, block, field, value))
+
+    def set_variable(self, name: str, value) -> None:
+        if not re.match(r"^[A-Za-z_]\w*$", name or ""):
+            raise GraphError(f"variable name {name!r} must be an identifier")
+        if self.spec.variables.get(name, C.UNSET) != value or name not in self.spec.variables:
+            self.undo.push(C.SetVariable(self, name, value))
+
+    def remove_variable(self, name: str) -> None:
+        if name in self.spec.variables:
+            self.undo.push(C.SetVariable(self, name, C.UNSET))
+
+    # ---- copy and paste -------------------------------------------------------------------
+    def copy_blocks(self, names) -> str:
+        """YAML text of the blocks, the connections among them and their positions."""
+        names = [n for n in self.spec.blocks if n in set(names)]
+        pos = self.positions()
+        data = {CLIPBOARD_KEY: 1,
+                "blocks": {n: self.spec.blocks[n].to_dict() for n in names},
+                "connections": [str(c) for c in self.spec.connections if c.src in names and c.dst in names],
+                "positions": {n: list(pos[n]) for n in names if n in pos}}
+        return yaml.safe_dump(data, sort_keys=False)
+
+    def paste(self, text: str, offset=(40.0, 40.0)) -> list[str]:
+        """Add copied blocks (renamed where taken) with their internal connections; one undo step."""
+        try:
+            data = yaml.safe_load(text)
+        except yaml.YAMLError:
+            return []
+        if not isinstance(data, dict) or CLIPBOARD_KEY not in data:
+            return []
+        taken = set(self.spec.blocks)
+        rename = {}
+        for n in data.get("blocks") or {}:
+            new, stem, i = n, re.sub(r"_\d+$", "", n), 2
+            while new in taken:
+                new = f"{stem}_{i}"
+                i += 1
+            taken.add(new)
+            rename[n] = new
+        self.undo.beginMacro("paste " + ", ".join(rename.values()))
+        for old, new in rename.items():
+            b = data["blocks"][old]
+            p = (data.get("positions") or {}).get(old, (0, 0))
+            self.undo.push(C.AddBlock(self, new, b["type"], b.get("params") or {},
+                                      (p[0] + offset[0], p[1] + offset[1]),
+                                      b.get("enabled", True), b.get("bypass", False), b.get("doc", "")))
+        for text_c in data.get("connections") or []:
+            c = Connection(*_split_conn(text_c))
+            self.undo.push(C.Connect(self, (rename[c.src], c.src_port, rename[c.dst], c.dst_port)))
+        self.undo.endMacro()
+        return list(rename.values())
+
+    # ---- files ----------------------------------------------------------------------------
+    def new_graph(self) -> None:
+        self._load(loads_graph(NEW_GRAPH, "untitled.yaml"), None)
+
+    def recover_untitled(self) -> None:
+        """Load the autosave of an untitled graph (left by a crash) as unsaved changes."""
+        text = autosave_path(None).read_text(encoding="utf-8")
+        self._load(loads_graph(text, "untitled.yaml"), None, recovered=True)
+
+    def open(self, path, recover: bool = False) -> None:
+        """Open a graph file; ``recover`` reads its autosave instead (the file name stays)."""
+        path = Path(path)
+        if recover:
+            spec = loads_graph(autosave_path(path).read_text(encoding="utf-8"), str(path))
+        else:
+            spec = load_graph(path)
+        self._load(spec, path, recovered=recover)
+
+    def _load(self, spec: GraphSpec, path: Path | None, recovered: bool = False) -> None:
+        self.spec, self.path, self.recovered = spec, path, recovered
+        self._port_cache.clear()
+        self.runtime_errors.clear()
+        missing = auto_layout(spec, {n: p for n, p in self.positions().items() if n in spec.blocks})
+        self.positions().update(missing)             # layout is not an edit: the file stays clean
+        self.undo.clear()
+        self.undo.setClean()
+        self.revalidate()
+        self.changed.emit("file")
+        self.dirtyChanged.emit(self.dirty)
+
+    def save(self, path=None) -> Path:
+        """Write the YAML (atomically); reload it so problem lines match ``semflow validate``."""
+        path = Path(path or self.path or "")
+        if not str(path) or path.is_dir():
+            raise GraphError("save: no file name given")
+        if path.suffix not in (".yaml", ".yml"):
+            path = path.with_suffix(".yaml")
+        if self.spec.name in ("untitled", "") and path.stem:
+            self.spec.name = path.stem
+        self.spec.save(path)
+        self.spec = load_graph(path)
+        self.path, self.recovered = path, False
+        discard_autosave(path)
+        self.undo.setClean()
+        self.revalidate()
+        self.changed.emit("file")
+        self.dirtyChanged.emit(self.dirty)
+        return path
+
+    def autosave(self) -> Path | None:
+        """Write the recovery file if there are unsaved changes."""
+        if not self.dirty:
+            return None
+        target = autosave_path(self.path)
+        tmp = target.with_name(target.name + ".tmp")
+        tmp.write_text(self.spec.dumps(), encoding="utf-8")
+        os.replace(tmp, target)
+        return target
+
+    @property
+    def title(self) -> str:
+        return (self.path.name if self.path else "untitled") + (" *" if self.dirty else "")
+
+
+def _split_conn(text: str) -> tuple:
+    c = parse_connection(text)
+    return c.src, c.src_port, c.dst, c.dst_port
+
+
+def autosave_path(path) -> Path:
+    """``<file>.autosave`` next to the graph; untitled graphs autosave in the temp dir."""
+    if path is None:
+        user = os.getuid() if hasattr(os, "getuid") else 0
+        return Path(tempfile.gettempdir()) / f"semflow-untitled-{user}.yaml.autosave"
+    path = Path(path)
+    return path.with_name(path.name + ".autosave")
+
+
+def recovery_for(path) -> Path | None:
+    """The autosave of ``path`` if it is newer than the file (a crash left unsaved edits)."""
+    a = autosave_path(path)
+    if not a.is_file():
+        return None
+    p = Path(path) if path is not None else None
+    if p is not None and p.is_file() and p.stat().st_mtime >= a.stat().st_mtime:
+        return None
+    return a
+
+
+def discard_autosave(path) -> None:
+    try:
+        autosave_path(path).unlink()
+    except FileNotFoundError:
+        pass

@@ -1,0 +1,148 @@
+"""Scalar curves: loss and a metric against the training step (and live frames), and a
+metric against the swept variable as an evaluation sweep proceeds."""
+from __future__ import annotations
+
+import numpy as np
+import pyqtgraph as pg
+from PySide6.QtWidgets import QComboBox, QLabel
+
+from flowgraph.block import Sink
+
+from .base import GraphicsLayoutWidget, LiveView, PlotWidget
+
+
+def metric_names(model) -> list[str]:
+    """Metric sinks of the graph (evaluate.metrics first)."""
+    listed = list((model.spec.evaluate or {}).get("metrics") or [])
+    sinks = [n for n in model.spec.blocks if (c := model.block_class(n)) is not None and issubclass(c, Sink)]
+    return listed + [s for s in sinks if s not in listed]
+
+
+def set_label(plot, side: str, text: str):
+    """Axis label, set only when it changes (re-laying out a plot is costly)."""
+    axis = plot.getAxis(side)
+    if axis.labelText != text:
+        plot.setLabel(side, text)
+
+
+class _MetricPicker(QComboBox):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+        self.refresh()
+
+    def refresh(self):
+        current = self.currentText()
+        names = metric_names(self.model)
+        self.blockSignals(True)
+        self.clear()
+        self.addItems(names)
+        if current in names:
+            self.setCurrentText(current)
+        elif "psnr" in names:
+            self.setCurrentText("psnr")
+        self.blockSignals(False)
+
+
+class CurvesView(LiveView):
+    """train.step rows: loss and a metric against the (cumulative) step; live.frame rows too."""
+    title = "Loss / PSNR"
+
+    def __init__(self, model, parent=None):
+        super().__init__(model, parent)
+        self.metric_box = _MetricPicker(model)
+        self.bar.addWidget(QLabel("metric"))
+        self.bar.addWidget(self.metric_box)
+        self.finish_bar()
+        self.metric_box.currentTextChanged.connect(lambda _t: self.redraw())
+        model.changed.connect(lambda what: what in ("file", "structure") and self.metric_box.refresh())
+        self.glw = GraphicsLayoutWidget()
+        self.loss_plot = self.glw.addPlot(row=0, col=0)
+        self.loss_plot.setLabel("left", "loss")
+        self.loss_plot.setLabel("bottom", "step")
+        self.metric_plot = self.glw.addPlot(row=1, col=0)
+        self.metric_plot.setLabel("bottom", "step (training) / frame (live)")
+        self.metric_plot.addLegend(offset=(-10, 10))
+        self.loss_curve = self.loss_plot.plot(pen=pg.mkPen("#d62728", width=2), symbol="o", symbolSize=4)
+        self.train_curve = self.metric_plot.plot(pen=pg.mkPen("#1f6fd1", width=2), symbol="o", symbolSize=4,
+                                                 name="training")
+        self.live_curve = self.metric_plot.plot(pen=pg.mkPen("#2e9e44", width=1.5), name="live")
+        self.layout_.addWidget(self.glw, 1)
+        self.reset()
+
+    def wanted(self):
+        return {"train.step": 0.0, "live.frame": 0.0}
+
+    def reset(self):
+        self.rows, self.live, self._offset, self._stage, self._last = [], [], 0, None, 0
+        for c in (self.loss_curve, self.train_curve, self.live_curve):
+            c.setData([], [])
+
+    def store(self, name, value, info):
+        if name == "live.frame":
+            self.live.append(value)
+            self.live = self.live[-2000:]
+            return
+        if value.get("stage") != self._stage:          # stages continue the x axis
+            self._offset, self._stage = self._last, value.get("stage")
+        x = self._offset + int(value["step"])
+        self._last = x
+        self.rows.append((x, value))
+
+    def redraw(self):
+        m = self.metric_box.currentText()
+        set_label(self.metric_plot, "left", m)
+        self.loss_curve.setData([x for x, _ in self.rows], [r["loss"] for _, r in self.rows])
+        pts = [(x, r[m]) for x, r in self.rows if m in r]
+        self.train_curve.setData([p[0] for p in pts], [p[1] for p in pts])
+        live = [(r["frame"], r[m]) for r in self.live if m in r]
+        self.live_curve.setData([p[0] for p in live], [p[1] for p in live])
+        last = self.live[-1] if self.live else (self.rows[-1][1] if self.rows else None)
+        self.set_info("" if last is None else "latest: " + ", ".join(
+            f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float)))
+
+
+class SweepView(LiveView):
+    """eval.point rows: a metric (mean ± 95% CI) against the first swept variable."""
+    title = "PSNR vs SNR"
+
+    def __init__(self, model, parent=None):
+        super().__init__(model, parent)
+        self.metric_box = _MetricPicker(model)
+        self.bar.addWidget(QLabel("metric"))
+        self.bar.addWidget(self.metric_box)
+        self.finish_bar()
+        self.metric_box.currentTextChanged.connect(lambda _t: self.redraw())
+        model.changed.connect(lambda what: what in ("file", "structure") and self.metric_box.refresh())
+        self.plot = PlotWidget()
+        self.curve = self.plot.plot(pen=pg.mkPen("#1f6fd1", width=2), symbol="o", symbolSize=7)
+        self.err = pg.ErrorBarItem(pen=pg.mkPen("#1f6fd1"), beam=0.4)
+        self.plot.addItem(self.err)
+        self.layout_.addWidget(self.plot, 1)
+        self.reset()
+
+    def wanted(self):
+        return {"eval.point": 0.0}
+
+    def reset(self):
+        self.rows = []
+        self.curve.setData([], [])
+        self.err.setData(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0))
+
+    def sweep_var(self):
+        sweep = (self.model.spec.evaluate or {}).get("sweep") or {}
+        return next(iter(sweep), None)
+
+    def store(self, name, value, info):
+        self.rows.append(value)
+
+    def redraw(self):
+        m, x = self.metric_box.currentText(), self.sweep_var()
+        pts = sorted((float(r[x]), r[m], r.get(f"{m}_ci95", 0.0)) for r in self.rows
+                     if x in r and m in r and isinstance(r[x], (int, float)))
+        set_label(self.plot, "bottom", x or "sweep point")
+        set_label(self.plot, "left", m)
+        xs, ys, es = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
+        self.curve.setData(xs, ys)
+        self.err.setData(x=np.array(xs), y=np.array(ys), height=2 * np.array(es))
+        self.set_info(f"{len(pts)} sweep point(s); bars: 95% CI")

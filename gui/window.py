@@ -1,0 +1,289 @@
+"""The main window: canvas in the middle, palette left, properties / variables / problems
+right, run panel and live views below. Wiring only; behaviour lives in the parts."""
+from __future__ import annotations
+
+from pathlib import Path
+
+from PySide6.QtCore import QPointF, Qt, QTimer
+from PySide6.QtGui import QAction, QKeySequence
+from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QListWidget, QMainWindow,
+                               QMessageBox, QTabWidget)
+
+from .canvas import GraphScene, GraphView
+from .model import EditorModel, discard_autosave, recovery_for
+from .palette import Palette
+from .properties import PropertyPanel
+from .run_panel import RunPanel
+from .tapbridge import TapBridge
+from .variables import VariablesPanel
+from .views import ALL_VIEWS, ControlView
+
+FILE_FILTER = "semflow graphs (*.yaml *.yml)"
+
+
+class MainWindow(QMainWindow):
+    def __init__(self, out_root: str | None = None, autosave_ms: int = 30_000, graph_dirs=("graphs",)):
+        super().__init__()
+        self.model = EditorModel(self)
+        self.scene = GraphScene(self.model, self)
+        self.view = GraphView(self.scene)
+        self.setCentralWidget(self.view)
+        #: asks the user a yes/no/cancel question; tests replace it
+        self.ask = self._ask_box
+
+        self.blocks_palette = Palette(graph_dirs)
+        self.properties = PropertyPanel(self.model)
+        self.variables = VariablesPanel(self.model)
+        self.problems = QListWidget()
+        self.bridge = TapBridge(parent=self)
+        self.run_panel = RunPanel(self.model, self.bridge, out_root)
+        self.views = {cls.title: cls(self.model) for cls in ALL_VIEWS}
+        self.control = ControlView(self.model)
+        self.view_tabs = QTabWidget()
+        for title, v in self.views.items():
+            self.view_tabs.addTab(v, title)
+            self._watch(v)
+            v.tapsChanged.connect(lambda v=v: self._watch(v))
+
+        self.docks = {}
+        self._dock("Blocks", self.blocks_palette, Qt.LeftDockWidgetArea)
+        right = QTabWidget()
+        right.addTab(self.properties, "Properties")
+        right.addTab(self.variables, "Variables")
+        right.addTab(self.problems, "Problems")
+        self.side_tabs = right
+        self._dock("Edit", right, Qt.RightDockWidgetArea)
+        self._dock("Run", self.run_panel, Qt.BottomDockWidgetArea)
+        self._dock("Live views", self.view_tabs, Qt.BottomDockWidgetArea)
+        self.splitDockWidget(self.docks["Run"], self.docks["Live views"], Qt.Horizontal)
+        self._dock("Runtime control", self.control, Qt.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.docks["Run"], self.docks["Runtime control"])
+        self.docks["Run"].raise_()
+        self.resizeDocks([self.docks["Run"], self.docks["Live views"]], [600, 700], Qt.Horizontal)
+        self.resizeDocks([self.docks["Live views"]], [380], Qt.Vertical)
+        self.resizeDocks([self.docks["Blocks"], self.docks["Edit"]], [220, 380], Qt.Horizontal)
+        self.problem_label = QLabel()
+        self.statusBar().addPermanentWidget(self.problem_label)
+
+        self._menus()
+        self.model.validated.connect(self._show_problems)
+        self.model.changed.connect(self._on_model_changed)
+        self.model.dirtyChanged.connect(lambda _d: self._update_title())
+        self.scene.selectionChanged.connect(self._on_selection)
+        self.scene.blockActivated.connect(self._activate_block)
+        self.scene.message.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
+        self.blocks_palette.addRequested.connect(self.add_block_at_center)
+        self.problems.itemDoubleClicked.connect(self._select_problem_block)
+        self.control.variableChanged.connect(self.run_panel.set_variable)
+        self.bridge.watch("live.frame", self.control.on_frame, 0.0)
+        self.run_panel.runStarted.connect(lambda: [v.clear() for v in self.views.values()])
+        self.autosave_timer = QTimer(self, interval=autosave_ms)
+        self.autosave_timer.timeout.connect(self.model.autosave)
+        self.autosave_timer.start()
+        self._show_problems()
+        self._update_title()
+        self.resize(1500, 950)
+
+    # ---- construction ----------------------------------------------------------------------
+    def _dock(self, title, widget, area):
+        d = QDockWidget(title, self)
+        d.setObjectName(title)
+        d.setWidget(widget)
+        self.addDockWidget(area, d)
+        self.docks[title] = d
+        return d
+
+    def _watch(self, view):
+        self.bridge.unwatch(view.on_tap)
+        for name, interval in view.wanted().items():
+            self.bridge.watch(name, view.on_tap, interval)
+
+    def _action(self, menu, text, slot, shortcut=None, widget=None):
+        a = QAction(text, widget or self)
+        if shortcut is not None:
+            a.setShortcut(shortcut)
+        a.triggered.connect(slot)
+        if widget is not None:                      # canvas-only keys leave text fields alone
+            a.setShortcutContext(Qt.WidgetWithChildrenShortcut)
+            widget.addAction(a)
+        menu.addAction(a)
+        return a
+
+    def _menus(self):
+        mb = self.menuBar()
+        f = mb.addMenu("&File")
+        self._action(f, "New", self.new_file, QKeySequence.New)
+        self._action(f, "Open…", lambda: self.open_file(), QKeySequence.Open)
+        self._action(f, "Save", self.save, QKeySequence.Save)
+        self._action(f, "Save as…", self.save_as, QKeySequence.SaveAs)
+        f.addSeparator()
+        self._action(f, "Quit", self.close, QKeySequence.Quit)
+        e = mb.addMenu("&Edit")
+        undo = self.model.undo.createUndoAction(self, "Undo")
+        undo.setShortcut(QKeySequence.Undo)
+        redo = self.model.undo.createRedoAction(self, "Redo")
+        redo.setShortcut(QKeySequence.Redo)
+        e.addActions([undo, redo])
+        e.addSeparator()
+        self._action(e, "Copy", self.copy, QKeySequence.Copy, self.view)
+        self._action(e, "Paste", self.paste, QKeySequence.Paste, self.view)
+        self._action(e, "Delete", self.scene.delete_selected, QKeySequence.Delete, self.view)
+        self._action(e, "Select all", lambda: [i.setSelected(True) for i in self.scene.blocks.values()],
+                     QKeySequence.SelectAll, self.view)
+        e.addSeparator()
+        self._action(e, "Auto layout", self.model.relayout)
+        self._action(e, "Fit view", self.view.fit, "F")
+        r = mb.addMenu("&Run")
+        self._action(r, "Run", lambda: self.run_panel.start(), "F5")
+        self._action(r, "Pause / resume", lambda: self.run_panel.pause_btn.toggle(), "F6")
+        self._action(r, "Stop", self.run_panel.stop, "Shift+F5")
+        v = mb.addMenu("&View")
+        for d in self.docks.values():
+            v.addAction(d.toggleViewAction())
+
+    # ---- files ----------------------------------------------------------------------------
+    def _ask_box(self, title: str, text: str, buttons=("yes", "no", "cancel")) -> str:
+        std = {"yes": QMessageBox.Yes, "no": QMessageBox.No, "cancel": QMessageBox.Cancel,
+               "save": QMessageBox.Save, "discard": QMessageBox.Discard}
+        flags = QMessageBox.NoButton
+        for b in buttons:
+            flags |= std[b]
+        answer = QMessageBox.question(self, title, text, flags)
+        return next((b for b in buttons if std[b] == answer), "cancel")
+
+    def maybe_save(self) -> bool:
+        """Prompt for unsaved changes; False means the user cancelled."""
+        if not self.model.dirty:
+            return True
+        answer = self.ask("Unsaved changes", f"Save changes to {self.model.title.rstrip(' *')}?",
+                          ("save", "discard", "cancel"))
+        if answer == "save":
+            return self.save()
+        if answer == "discard":
+            discard_autosave(self.model.path)
+        return answer == "discard"
+
+    def new_file(self):
+        if self.maybe_save():
+            self.model.new_graph()
+
+    def open_file(self, path=None) -> bool:
+        if not self.maybe_save():
+            return False
+        if path is None:
+            path, _ = QFileDialog.getOpenFileName(self, "Open graph", "graphs", FILE_FILTER)
+            if not path:
+                return False
+        recover = False
+        if recovery_for(path) is not None:
+            recover = self.ask("Recover unsaved changes",
+                               f"An autosave of {Path(path).name} is newer than the file (the editor may have "
+                               "crashed). Recover it?", ("yes", "no")) == "yes"
+            if not recover:
+                discard_autosave(path)
+        try:
+            self.model.open(path, recover=recover)
+        except Exception as exc:
+            QMessageBox.warning(self, "Cannot open", str(exc))
+            return False
+        return True
+
+    def offer_untitled_recovery(self) -> bool:
+        """At start-up without a file: recover an untitled graph a crash left behind."""
+        if recovery_for(None) is None:
+            return False
+        if self.ask("Recover unsaved changes", "An untitled graph was not saved when the editor last "
+                    "closed. Recover it?", ("yes", "no")) == "yes":
+            self.model.recover_untitled()
+            return True
+        discard_autosave(None)
+        return False
+
+    def save(self) -> bool:
+        if self.model.path is None:
+            return self.save_as()
+        self.model.save()
+        self.statusBar().showMessage(f"saved {self.model.path}", 4000)
+        return True
+
+    def save_as(self) -> bool:
+        path, _ = QFileDialog.getSaveFileName(self, "Save graph as", str(self.model.path or "graphs/untitled.yaml"),
+                                              FILE_FILTER)
+        if not path:
+            return False
+        self.model.save(path)
+        return True
+
+    def closeEvent(self, event):
+        if self.run_panel.running:
+            self.run_panel.stop()
+            self.run_panel.worker.wait(10_000)
+        if self.maybe_save():
+            discard_autosave(self.model.path)
+            event.accept()
+        else:
+            event.ignore()
+
+    # ---- editing --------------------------------------------------------------------------
+    def copy(self):
+        names = self.scene.selected_blocks()
+        if names:
+            QApplication.clipboard().setText(self.model.copy_blocks(names))
+
+    def paste(self):
+        new = self.model.paste(QApplication.clipboard().text())
+        self.scene.clearSelection()
+        for n in new:
+            self.scene.blocks[n].setSelected(True)
+
+    def add_block_at_center(self, type_id: str):
+        c: QPointF = self.view.mapToScene(self.view.viewport().rect().center())
+        try:
+            name = self.model.add_block(type_id, pos=(c.x(), c.y()))
+        except Exception as exc:
+            self.statusBar().showMessage(str(exc), 8000)
+            return
+        self.scene.clearSelection()
+        self.scene.blocks[name].setSelected(True)
+
+    # ---- reactions ------------------------------------------------------------------------
+    def _on_model_changed(self, what: str):
+        if what == "file":
+            self._update_title()
+            QTimer.singleShot(0, self.view.fit)     # after the docks settled the view's size
+
+    def showEvent(self, event):
+        super().showEvent(event)
+        QTimer.singleShot(0, self.view.fit)
+
+    def _update_title(self):
+        self.setWindowTitle(f"{self.model.title} — semflow")
+
+    def _show_problems(self):
+        self.problems.clear()
+        lines = [str(p) for p in self.model.problems]
+        self.problems.addItems(lines)
+        n = len(lines)
+        self.problem_label.setText("<span style='color:#2e7d32'>valid ✓</span>" if not n else
+                                   f"<span style='color:#c62828'>{n} problem{'s' * (n != 1)}</span>")
+        self.side_tabs.setTabText(2, f"Problems ({n})" if n else "Problems")
+
+    def _on_selection(self):
+        names = self.scene.selected_blocks()
+        if len(names) == 1:
+            self.properties.show_block(names[0])
+        elif not names:
+            self.properties.show_block(None)
+
+    def _activate_block(self, name: str):
+        self.properties.show_block(name)
+        self.side_tabs.setCurrentWidget(self.properties)
+        self.docks["Edit"].raise_()
+
+    def _select_problem_block(self, item):
+        p = self.model.problems[self.problems.row(item)]
+        if p.block and p.block.split("/")[0] in self.scene.blocks:
+            name = p.block.split("/")[0]
+            self.scene.clearSelection()
+            self.scene.blocks[name].setSelected(True)
+            self.view.centerOn(self.scene.blocks[name])
