@@ -73,6 +73,9 @@ def cmd_validate(args) -> int:
 
 def _runner(args, out=None):
     from .run import Runner
+    if args.threads:
+        import torch
+        torch.set_num_threads(args.threads)
     spec = _graph(args.graph)
     return Runner(spec, preset=args.preset, overrides=_parse_set(args.set), out=out or args.out,
                   device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv)
@@ -200,6 +203,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
         sp.add_argument("--seed", type=int, default=0)
         sp.add_argument("--quiet", action="store_true", help="log to the run directory only")
+        sp.add_argument("--threads", type=int, default=0,
+                        help="torch intra-op threads (default: torch's choice; 1 helps on a busy machine)")
         if resume:
             sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
             sp.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
