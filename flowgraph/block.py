@@ -262,3 +262,5 @@ class Sink(Block):
     outputs = {"value": Port("real", ("B",), tag="scalar", doc="metric per example")}
     higher_is_better: ClassVar[bool] = True
     unit: ClassVar[str] = ""
+    #: computed on training log steps (set False for costly metrics such as MS-SSIM)
+    log_in_training: ClassVar[bool] = True

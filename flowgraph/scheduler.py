@@ -3,8 +3,9 @@
 One frame = one batch through every block in topological order, tensors routed by
 port. The plan is precomputed (tuples of bindings), so per-frame overhead is a few
 dict operations per block. On the first frame of each mode every output is checked
-against its declared port (kind and symbolic shape); in training every output is
-checked for NaN/Inf so the first block that produces one is named.
+against its declared port (kind and symbolic shape). When a training loss turns
+NaN/Inf, :meth:`first_non_finite` scans the frame's values in execution order, so the
+first block that produced one is named without a per-block check on every step.
 """
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ from torch import nn
 from . import expr as E
 from .block import Source, tensor_kind
 from .compile import CompiledGraph, _eval_value, fixed
-from .errors import BlockError, NonFiniteError, SemflowError, ValidationError
+from .errors import BlockError, SemflowError, ValidationError
 from .shapes import match_shape
 from .taps import TapHub
 
@@ -145,7 +146,6 @@ class Scheduler(nn.Module):
             self.taps.info["frame"] = self.frame
         mode = "train" if self.training else "eval"
         first = mode not in self._checked_modes
-        check_finite = self.check_finite and torch.is_grad_enabled()
         tap_blocks = self.taps.blocks
         for step in (self.plan if plan is None else plan):
             if inject is not None and step.name in inject:
@@ -163,17 +163,21 @@ class Scheduler(nn.Module):
                 values[key] = out[port]
             if first:
                 self._check_outputs(step, out)
-            if check_finite:
-                for port, key in step.outputs:
-                    t = values[key]
-                    if (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():
-                        raise NonFiniteError(step.name, port, self.taps.info.get("where", ""))
             if step.name in tap_blocks:
                 for port, key in step.outputs:
                     self.taps.publish(key, values[key])
         if first:
             self._checked_modes.add(mode)
         return values
+
+    def first_non_finite(self, values: dict):
+        """(block, port) of the first NaN/Inf output of a frame, in execution order, or None."""
+        for step in self.plan:
+            for port, key in step.outputs:
+                t = values.get(key)
+                if t is not None and (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():
+                    return step.name, port
+        return None
 
     def _check_outputs(self, step: _Step, out):
         rb = self.graph.blocks[step.name]
