@@ -92,7 +92,10 @@ def main():
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--filters", type=int, default=32)
     ap.add_argument("--reps", type=int, default=5)
+    ap.add_argument("--threads", type=int, default=0, help="torch threads (0 = torch's default)")
     args = ap.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
     import tempfile
     tmp = Path(tempfile.mkdtemp(prefix="semflow-bench-"))
     print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, "
