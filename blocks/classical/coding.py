@@ -49,8 +49,23 @@ def _split_blocks(where, t, n_blocks, length):
     return t.reshape(*t.shape[:-1], n_blocks, length)
 
 
+class _LDPCBlock(Block):
+    """Shared set-up of the 5G LDPC encoder and decoder: param checks, Sionna objects per
+    device (built once on the CPU so a bad k/n fails at build time), and the N dims."""
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        _check_ldpc(self.type_id, self.p)
+        self._sn = DeviceCache(self._build)
+        self._sn.get("cpu")
+
+    @classmethod
+    def bind_dims(cls, p):
+        return _ldpc_dims(p)
+
+
 @register("classical.ldpc_encode")
-class LDPCEncode(Block):
+class LDPCEncode(_LDPCBlock):
     """5G NR LDPC encoder (3GPP TS 38.212; Sionna ``LDPC5GEncoder``), seed 003 Sec. IV.
 
     The last dim is cut into ``n_blocks`` payloads of k - crc_len bits; each gets an optional
@@ -63,16 +78,6 @@ class LDPCEncode(Block):
     inputs = {"bits": Port("real", ("B", "...", "Nb"), tag="bits", doc="0/1 payload bits")}
     outputs = {"c": Port("real", ("B", "...", "Nc"), tag="bits", doc="0/1 codeword bits")}
     params = _ldpc_params()
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        _check_ldpc(self.type_id, self.p)
-        self._sn = DeviceCache(self._build)
-        self._sn.get("cpu")
-
-    @classmethod
-    def bind_dims(cls, p):
-        return _ldpc_dims(p)
 
     def _build(self, device):
         from sionna.phy.fec.crc import CRCEncoder
@@ -130,7 +135,7 @@ def _checked_decoder_class():
 
 
 @register("classical.ldpc_decode")
-class LDPCDecode(Block):
+class LDPCDecode(_LDPCBlock):
     """5G NR LDPC belief-propagation decoder (Sionna ``LDPC5GDecoder``), seed 003 Sec. IV.
 
     Input LLRs (logits, from ``classical.qam_demap``) are cut into ``n_blocks`` codewords of n
@@ -151,16 +156,6 @@ class LDPCDecode(Block):
               "num_iter": Param(int, 20, "BP iterations"),
               "cn_update": Param(str, "boxplus-phi", "check-node update rule",
                                  choices=("boxplus-phi", "boxplus", "minsum", "offset-minsum"))}
-
-    def __init__(self, **params):
-        super().__init__(**params)
-        _check_ldpc(self.type_id, self.p)
-        self._sn = DeviceCache(self._build)
-        self._sn.get("cpu")
-
-    @classmethod
-    def bind_dims(cls, p):
-        return _ldpc_dims(p)
 
     def _build(self, device):
         from sionna.phy.fec.crc import CRCDecoder, CRCEncoder

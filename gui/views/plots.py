@@ -44,18 +44,24 @@ class _MetricPicker(QComboBox):
         self.blockSignals(False)
 
 
+def add_metric_picker(view: LiveView, model) -> _MetricPicker:
+    """A metric chooser in the view's tool bar that redraws on change and follows edits."""
+    box = _MetricPicker(model)
+    view.bar.addWidget(QLabel("metric"))
+    view.bar.addWidget(box)
+    view.finish_bar()
+    box.currentTextChanged.connect(lambda _t: view.redraw())
+    model.changed.connect(lambda what: what in ("file", "structure") and box.refresh())
+    return box
+
+
 class CurvesView(LiveView):
     """train.step rows: loss and a metric against the (cumulative) step; live.frame rows too."""
     title = "Loss / PSNR"
 
     def __init__(self, model, parent=None):
         super().__init__(model, parent)
-        self.metric_box = _MetricPicker(model)
-        self.bar.addWidget(QLabel("metric"))
-        self.bar.addWidget(self.metric_box)
-        self.finish_bar()
-        self.metric_box.currentTextChanged.connect(lambda _t: self.redraw())
-        model.changed.connect(lambda what: what in ("file", "structure") and self.metric_box.refresh())
+        self.metric_box = add_metric_picker(self, model)
         self.glw = GraphicsLayoutWidget()
         self.loss_plot = self.glw.addPlot(row=0, col=0)
         self.loss_plot.setLabel("left", "loss")
@@ -108,12 +114,7 @@ class SweepView(LiveView):
 
     def __init__(self, model, parent=None):
         super().__init__(model, parent)
-        self.metric_box = _MetricPicker(model)
-        self.bar.addWidget(QLabel("metric"))
-        self.bar.addWidget(self.metric_box)
-        self.finish_bar()
-        self.metric_box.currentTextChanged.connect(lambda _t: self.redraw())
-        model.changed.connect(lambda what: what in ("file", "structure") and self.metric_box.refresh())
+        self.metric_box = add_metric_picker(self, model)
         self.plot = PlotWidget()
         self.curve = self.plot.plot(pen=pg.mkPen("#1f6fd1", width=2), symbol="o", symbolSize=7)
         self.err = pg.ErrorBarItem(pen=pg.mkPen("#1f6fd1"), beam=0.4)
