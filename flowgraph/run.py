@@ -364,7 +364,7 @@ class Runner:
                     sch(plan=rest, values=values)
                 row = {"stage": name, "step": step + 1, "loss": last_loss, "lr": opt.param_groups[0]["lr"]}
                 for k in sinks:
-                    row[k] = float(values[f"{k}.value"].float().mean())
+                    row[k] = float(values[f"{k}.value"].detach().float().mean())
                 row.update({k: stage_vars[k] for k in redraw})
                 self.taps.publish("train.step", row)
                 self.taps.publish("train.loss", torch.tensor(last_loss))
