@@ -51,7 +51,7 @@ class Scope:
             g.add_node(name)
             if E.is_expression(val):
                 try:
-                    for dep in E.names_used(_expr_text(val)):
+                    for dep in E.names_used(str(val)):
                         if dep in raw:
                             g.add_edge(dep, name)
                 except ExpressionError as exc:
@@ -88,20 +88,9 @@ class Scope:
         return vals
 
 
-def _expr_text(val) -> str:
-    s = str(val).strip()
-    return s[1:] if s.startswith("=") else s
-
-
 def _eval_value(val, variables: dict):
-    """Evaluate an expression string; recurse into lists and dicts; pass literals through."""
-    if isinstance(val, str) and E.is_expression(val):
-        return E.evaluate(_expr_text(val), variables)
-    if isinstance(val, list):
-        return [_eval_value(v, variables) for v in val]
-    if isinstance(val, dict):
-        return {k: _eval_value(v, variables) for k, v in val.items()}
-    return val
+    """Evaluate expression strings (also inside lists and dicts); literals pass through."""
+    return E.resolve_value(val, variables)
 
 
 def fixed(value):
@@ -473,7 +462,7 @@ class _Compiler:
                 self.problems.append(Problem(spec.path, line, msg, d))
 
     def _unify_pair(self, s, sp, S, d, dp, D) -> str | None:
-        head = f"{_short(s)}.{sp} {fmt(S)} -> {_short(d)}.{dp} expects {fmt(D)}"
+        head = f"{s}.{sp} {fmt(S)} -> {d}.{dp} expects {fmt(D)}"
         pairs = []
         i = 0
         while i < len(S) and i < len(D) and ELLIPSIS not in (S[i], D[i]):
@@ -502,10 +491,6 @@ class _Compiler:
                 if c:
                     return f"{head}: {a}={c[0]} but {b}={c[1]}"
         return None
-
-
-def _short(name: str) -> str:
-    return name
 
 
 def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
@@ -578,7 +563,7 @@ def stage_dynamic_vars(spec: GraphSpec) -> set:
 
 
 def _is_distribution_text(val: str) -> bool:
-    return _expr_text(val).split("(")[0].strip() in E.DISTRIBUTIONS
+    return val.strip().lstrip("=").split("(")[0].strip() in E.DISTRIBUTIONS
 
 
 def sweep_vars(spec: GraphSpec) -> set:
@@ -622,7 +607,7 @@ def _uses(raw, names: set):
     if not names or not E.is_expression(raw):
         return None
     try:
-        hit = E.names_used(_expr_text(raw)) & names
+        hit = E.names_used(str(raw)) & names
     except ExpressionError:
         return None
     return sorted(hit)[0] if hit else None
