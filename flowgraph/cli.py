@@ -181,7 +181,7 @@ def cmd_gui(args) -> int:
     try:
         from gui.app import main as gui_main
     except ImportError as exc:
-        raise SemflowError(f"the GUI needs the gui extra (PySide6, pyqtgraph): {exc}") from None
+        raise SemflowError(f"the GUI needs the project's gui extra (pip install -e '.[gui]'): {exc}") from None
     return gui_main([args.graph] if args.graph else [])
 
 

@@ -21,7 +21,7 @@ same either way. ``reduction: sum`` is eq. (21)'s sum over the CL codeword value
 ``mean`` divides L_rec by CL and L_reg by the latent size (handy to keep lambda of eq. 24
 O(1)). The paper does not give lambda.
 
-In training z is sampled; in evaluation (``eval()``) z = h_mu unless ``sample_eval``, so
+In training z is sampled; in evaluation (eval mode) z = h_mu unless ``sample_eval``, so
 evaluation is deterministic. m* gets its gradient from the reconstruction loss L1 through
 NI-CFMA's straight-through mask (``extractor.swin_cfma``), and from nothing else: L_c does
 not involve beta.
