@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 
 from flowgraph.block import Param, Port, Sink
-from flowgraph.metrics import MSSSIM_WEIGHTS, ms_ssim_per_image, msssim_config  # noqa: F401 (re-exported)
+from flowgraph.metrics import ms_ssim_per_image
 from flowgraph.registry import register
 
 #: MSE floor as a fraction of max_val^2: PSNR is capped at 10*log10(1/1e-10) = 100 dB.

@@ -22,7 +22,7 @@ reported before anything runs. ``bind_dims`` lets a block tie symbols to its par
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, ClassVar, Iterator, Mapping
 
 import torch

@@ -23,7 +23,7 @@ from . import registry
 from .block import ParamValues
 from .errors import ExpressionError, GraphError, RegistryError
 from .graph import GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint
-from .losses import LOSS_FUNCTIONS, compile_loss
+from .losses import compile_loss
 from .shapes import ELLIPSIS, DimUnifier, fmt
 
 STAGE_KEYS = ("stage", "trainable", "copy_weights", "loss", "optimizer", "schedule", "steps", "grad_clip",
@@ -36,8 +36,8 @@ class Scope:
     """The variables of one graph file; a child scope's overrides are parent expressions."""
 
     def __init__(self, spec: GraphSpec, parent: "Scope | None" = None, parent_overrides=None,
-                 problems: list | None = None, prefix: str = ""):
-        self.spec, self.parent, self.prefix = spec, parent, prefix
+                 problems: list | None = None):
+        self.spec, self.parent = spec, parent
         self.parent_overrides = dict(parent_overrides or {})   # {var: raw value in parent scope}
         self.values: dict[str, Any] = {}
         self.order: list[str] = []
@@ -122,7 +122,6 @@ class CompiledGraph:
     problems: list = field(default_factory=list)
     overrides: dict = field(default_factory=dict)
     preset: str | None = None
-    stages: list = field(default_factory=list)        # validated stage dicts (raw)
     dynamic_vars: set = field(default_factory=set)
 
     @property
@@ -174,7 +173,7 @@ class _Compiler:
                   stack: tuple) -> tuple[dict, dict]:
         """Add a graph's blocks (flattened under ``prefix``); return its exposed ports."""
         self.problems.extend(spec.problems)
-        scope = Scope(spec, parent, parent_overrides, self.problems, prefix)
+        scope = Scope(spec, parent, parent_overrides, self.problems)
         scope.compute(self.overrides if parent is None else None, self.problems)
         self.scopes.append(scope)
         local: dict[str, _Node] = {}

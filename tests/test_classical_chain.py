@@ -13,7 +13,7 @@ import blocks  # noqa: F401
 from flowgraph.testing import build
 
 
-sionna_phy = pytest.importorskip("sionna.phy")
+import sionna.phy as sionna_phy  # noqa: E402
 
 NT = 4                                   # streams = Tx antennas = UE antennas (joint receiver)
 G = {"n_symbols": 14, "n_subcarriers": 64, "n_streams": NT}

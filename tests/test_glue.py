@@ -40,7 +40,6 @@ def test_bits_eval_split_is_fixed_and_batch_independent():
 
 
 def test_bits_feed_ldpc_encoder():
-    pytest.importorskip("sionna.phy")
     bits = build("source.bits", {"shape": [64], "batch": 2})()["bits"]
     c = build("classical.ldpc_encode", {"k": 64, "n": 128})(bits=bits)["c"]
     assert c.shape == (2, 128)

@@ -1,14 +1,9 @@
 """GUI editor model, canvas and panels (pytest-qt, offscreen). Runs live in test_gui_run.py."""
-import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("PySide6")
-pytest.importorskip("pyqtgraph")
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:          # `gui` is a top-level package next to flowgraph/
-    sys.path.insert(0, str(ROOT))
 
 from flowgraph.compile import compile_graph  # noqa: E402
 from flowgraph.graph import load_graph  # noqa: E402

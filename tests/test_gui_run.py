@@ -1,14 +1,9 @@
 """GUI runs: the worker thread, tap-fed live views, runtime control, errors on blocks."""
-import sys
 from pathlib import Path
 
 import pytest
 
-pytest.importorskip("PySide6")
-pytest.importorskip("pyqtgraph")
 ROOT = Path(__file__).resolve().parents[1]
-if str(ROOT) not in sys.path:          # `gui` is a top-level package next to flowgraph/
-    sys.path.insert(0, str(ROOT))
 
 pytestmark = pytest.mark.gui
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"

@@ -11,7 +11,7 @@ import blocks.mimo  # noqa: F401
 from blocks.mimo._common import complex_normal
 from flowgraph.testing import build
 
-mimo = pytest.importorskip("sionna.phy.mimo")
+import sionna.phy.mimo as mimo  # noqa: E402
 C64 = torch.complex64
 
 

@@ -89,7 +89,7 @@ def test_msssim_identical_and_noisy_32px():
 
 
 def test_msssim_config_rule():
-    from blocks.sinks import msssim_config
+    from flowgraph.metrics import msssim_config
     assert msssim_config(32) == (3, 7)
     assert msssim_config(256) == (5, 11)
     assert msssim_config(12)[0] == 1                   # plain SSIM fallback
@@ -99,7 +99,7 @@ def test_msssim_config_rule():
 
 def test_msssim_matches_pytorch_msssim_on_large_images():
     from pytorch_msssim import ms_ssim
-    from blocks.sinks import ms_ssim_per_image
+    from flowgraph.metrics import ms_ssim_per_image
     t = _img(2, 176, 176)
     p = (t + 0.05 * torch.randn(t.shape, generator=torch.Generator().manual_seed(3))).clamp(0, 1)
     ref = ms_ssim(p, t, data_range=1.0, size_average=False)
