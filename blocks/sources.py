@@ -357,13 +357,17 @@ class ImageSource(_ImageSourceBase):
       eval = one centre crop per test image.
     * cifar10: ``data_batch_1..5`` train, ``test_batch`` eval (10000); size < 32 crops,
       size > 32 upscales bilinearly.
+    * digits: the labelled colour digits of ``source.digits`` (bundled, 359 eval images),
+      so a chain built on ``source.images`` (e.g. the JPEG baselines) can be evaluated on
+      the same images as the seed-003 graphs. crop, flip and short_side do not apply.
 
     See docs/datasets.md.
     """
     params = {
         "dataset": Param(str, "bundled", "bundled (photos shipped in installed packages, no "
-                         "download), folder (images under path) or cifar10 (python batches at path)",
-                         choices=("bundled", "folder", "cifar10")),
+                         "download), folder (images under path), cifar10 (python batches at path) or "
+                         "digits (source.digits, labelled, bundled)",
+                         choices=("bundled", "folder", "cifar10", "digits")),
         "path": Param(str, "", "folder of images (folder) or of the CIFAR-10 batches (cifar10)"),
         **_COMMON_PARAMS,
         "crop": Param(str, "random", "training crop position; evaluation always uses fixed crops",
@@ -381,6 +385,13 @@ class ImageSource(_ImageSourceBase):
         p = self.p
         _check_min("source.images", p, size=1, batch=1, eval_batch=0, eval_images=0,
                    short_side=0, test_every=2)
+        self.digits = None
+        if p.dataset == "digits":
+            self.digits = DigitsSource(size=p.size, batch=p.batch, eval_batch=p.eval_batch,
+                                       eval_images=p.eval_images)
+            self.digits.generator = self.generator   # one RNG: seeded and checkpointed with this block
+            self.train_names, self.test_names = ("digits train split",), ("digits test split",)
+            return
         if p.dataset == "bundled":
             self.data = _load_bundled(p.short_side, p.size)
         elif p.dataset == "folder":
@@ -392,13 +403,21 @@ class ImageSource(_ImageSourceBase):
         self._eval_idx = _even_subset(len(self.data.eval_x), p.eval_images)
 
     def forward(self):
+        if self.digits is not None:
+            self.digits.device = self.device
+            return self.digits()
         x, y = self.data.sample(self.p.batch, self.p.size, self.p.crop, self.p.flip, self.generator)
         return {"image": x.to(self.device), "label": y.to(self.device)}
 
     def num_eval_examples(self) -> int:
+        if self.digits is not None:
+            return self.digits.num_eval_examples()
         return len(self._eval_idx)
 
     def eval_batches(self, batch_size: int = 0):
+        if self.digits is not None:
+            self.digits.device = self.device
+            return self.digits.eval_batches(self.eval_batch_size(batch_size))
         idx, d = self._eval_idx, self.data
         return _to_batches(lambda a, b: _fit(d.eval_x[idx[a:b]], self.p.size, "center", None),
                            lambda a, b: d.eval_y[idx[a:b]],

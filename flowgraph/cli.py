@@ -46,6 +46,22 @@ def _parse_set(items) -> dict:
     return out
 
 
+def _parse_sweep(items) -> dict:
+    """--sweep VAR=[v1, v2, ...] (repeatable): the evaluation grid, in the order given."""
+    out = {}
+    for item in items or []:
+        k, _, v = item.partition("=")
+        k = k.strip()
+        try:
+            vals = yaml.safe_load(v) if v.strip() else None
+        except yaml.YAMLError:
+            vals = None
+        if not k.isidentifier() or not isinstance(vals, list) or not vals:
+            raise SemflowError(f"--sweep {item!r}: expected VAR=[v1, v2, ...], e.g. --sweep snr_db=[0,5,10]")
+        out[k] = vals
+    return out
+
+
 def _graph(path):
     from .graph import load_graph
     return load_graph(path)
@@ -77,6 +93,9 @@ def _runner(args, out=None):
         import torch
         torch.set_num_threads(args.threads)
     spec = _graph(args.graph)
+    sweep = _parse_sweep(getattr(args, "sweep", None))
+    if sweep:   # replaces the graph's evaluate.sweep; validation then checks the names
+        spec.evaluate = {**(spec.evaluate or {}), "sweep": sweep}
     return Runner(spec, preset=args.preset, overrides=_parse_set(args.set), out=out or args.out,
                   device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv)
 
@@ -199,6 +218,8 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("graph")
         sp.add_argument("--preset", help="named overrides from the graph's presets:")
         sp.add_argument("--set", action="append", metavar="VAR=VALUE", help="override a variable (repeatable)")
+        sp.add_argument("--sweep", action="append", metavar="VAR=[V1,V2,...]",
+                        help="evaluate over this grid instead of the graph's evaluate.sweep (repeatable)")
         sp.add_argument("--out", help="run directory (default runs/<name>-<preset>-<time>)")
         sp.add_argument("--device", default="cpu", help="cpu or cuda[:N]")
         sp.add_argument("--seed", type=int, default=0)

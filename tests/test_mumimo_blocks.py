@@ -192,6 +192,21 @@ def test_draw_channel_shapes_batch_change_and_user_correlation():
     assert not any(isinstance(m, torch.nn.Module) for m in draw.children())  # nothing in state_dict
 
 
+def test_draw_channel_scenario_is_runtime():
+    """One block serves UMi, UMa and RMa in turn (mixed-scenario training, sweeps over
+    scenarios): each scenario gets its own Sionna model, and batch-size changes still work."""
+    draw = build("channel.ofdm_draw", {"n_subcarriers": F, "scenario": "umi"})
+    assert draw(ref=torch.zeros(B))["h"].shape == (B, K, NT, S, F)
+    for scenario, batch in (("uma", B), ("rma", B + 1), ("umi", B + 1), ("uma", B - 1)):
+        draw.set_runtime("scenario", scenario)
+        h = draw(ref=torch.zeros(batch))["h"]
+        assert h.shape == (batch, K, NT, S, F) and torch.isfinite(h).all()
+        assert draw._channels[scenario][0].type_id == f"channel.{scenario}"
+    assert sorted(draw._channels) == ["rma", "uma", "umi"]
+    with pytest.raises(ValueError, match="scenario"):
+        draw.set_runtime("scenario", "indoor")
+
+
 def test_pilot_reference_at_configured_res_only():
     """Y_p as the decoder receives it: UE k's row holds stream k's pilots at symbols [2, 11],
     subcarriers f = k mod K, and zeros everywhere else (seed 003 Fig. 5)."""

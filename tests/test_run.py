@@ -292,6 +292,7 @@ CLI_ERRORS = [
     (["run", "tests/graphs/tiny.yaml", "--set", "sigma"], "--set 'sigma': expected VAR=VALUE"),
     (["describe", "channel.nope"], "semflow: error: unknown block type 'channel.nope'"),
     (["eval", "tests/graphs/tiny.yaml", "--checkpoint", "missing.pt"], "missing.pt: no such checkpoint"),
+    (["run", "tests/graphs/tiny.yaml", "--sweep", "sigma=0.1"], "--sweep 'sigma=0.1': expected VAR=[v1, v2, ...]"),
 ]
 
 
@@ -308,6 +309,27 @@ def test_cli_errors_are_one_line(root, tmp_path, argv, message, capsys):
     err = capsys.readouterr().err.strip().splitlines()
     assert code != 0
     assert len(err) == 1 and message in err[0], err
+
+
+def test_cli_sweep_replaces_the_graph_sweep(root, tmp_path, capsys):
+    """--sweep VAR=[...] (repeatable) evaluates over that grid, in the order given; an
+    unknown variable is a validation error naming the graph."""
+    from flowgraph.cli import main
+    import os
+    cwd = os.getcwd()
+    os.chdir(root)
+    try:
+        code = main(["run", "tests/graphs/tiny.yaml", "--preset", "smoke", "--quiet", "--out", str(tmp_path / "o"),
+                     "--sweep", "sigma=[0.4, 0.0, 0.2]"])
+        assert code == 0
+        rows = json.loads((tmp_path / "o" / "metrics.json").read_text())["rows"]
+        assert [r["sigma"] for r in rows] == [0.4, 0.0, 0.2]      # the graph's own sweep is [0.0, 0.5]
+        code = main(["run", "tests/graphs/tiny.yaml", "--preset", "smoke", "--out", str(tmp_path / "p"),
+                     "--sweep", "sgma=[0.0]"])
+    finally:
+        os.chdir(cwd)
+    assert code != 0
+    assert "tiny.yaml:35: evaluate.sweep: unknown variable 'sgma'" in capsys.readouterr().err
 
 
 def test_bad_yaml_is_one_line(write_graph, capsys):

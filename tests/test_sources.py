@@ -193,6 +193,21 @@ def test_digits_contract_labels_and_split():
     assert block.source_values_per_example() == 3 * 32 * 32
 
 
+def test_images_source_serves_the_digits():
+    """source.images with dataset: digits gives the same held-out images as source.digits, so
+    the JPEG chains are evaluated on the seed-003 graphs' images; one RNG, seeded as usual."""
+    img = _seeded("source.images", {"dataset": "digits", "batch": 8, "eval_images": 40}, 3)
+    dig = _seeded("source.digits", {"batch": 8, "eval_images": 40}, 3)
+    assert torch.equal(img()["image"], dig()["image"])
+    assert img.num_eval_examples() == dig.num_eval_examples() == 40
+    a, la, _ = _eval_all(img, 16)
+    b, lb, _ = _eval_all(dig, 16)
+    assert torch.equal(a, b) and torch.equal(la, lb) and a.shape == (40, 3, 32, 32)
+    resumed = build("source.images", {"dataset": "digits", "batch": 8})
+    resumed.load_state_dict(img.state_dict())            # the digits draw from the saved RNG
+    assert torch.equal(img()["image"], resumed()["image"])
+
+
 def test_digits_num_users():
     block = build("source.digits", {"num_users": 2, "batch": 6, "size": 16})
     out = check_contract(block)

@@ -44,6 +44,13 @@ class OFDMChannelDraw(Block):
     at every RE (the ZF failure of seed 003 Fig. 10 then occurs deterministically: at
     the paper's 4 x 4 size, 38.901 drops rarely exceed condition number ~500).
 
+    ``scenario`` is a runtime param: one trained model can see UMi, UMa and RMa drops in
+    turn (a train stage with ``scenario: choice([umi, uma, rma])`` redraws it per batch),
+    and an evaluation sweep can list the scenarios. This is the paper's setting: "training
+    separate models for every scenario is inefficient" (Sec. I), and the scenario
+    adaptation exists so that one model serves all three. Each scenario keeps its own
+    Sionna model, built on first use.
+
     ``ref`` is any tensor whose first dim is the batch (e.g. the source images): it only
     sets B and the device.
 
@@ -55,7 +62,7 @@ class OFDMChannelDraw(Block):
                          doc="channel frequency response per UE, Tx antenna, RE")}
     params = {
         "scenario": Param(str, "umi", "3GPP TR 38.901 scenario (seed 003: umi, uma, rma)",
-                          choices=("umi", "uma", "rma")),
+                          choices=("umi", "uma", "rma"), runtime=True),
         "n_subcarriers": Param(int, 64, "subcarriers F = N_f (seed 003: 32, 64, 128)"),
         "n_symbols": Param(int, 14, "OFDM symbols S = N_t (seed 003: 14)"),
         "n_users": Param(int, 4, "single-antenna UEs K = N_k (seed 003: 4)"),
@@ -79,23 +86,30 @@ class OFDMChannelDraw(Block):
         super().__init__(**params)
         if not 0.0 <= self.p.user_correlation <= 1.0:
             raise ValueError(f"channel.ofdm_draw: user_correlation must be in [0, 1], got {self.p.user_correlation}")
-        cls = registry.get(f"channel.{self.p.scenario}")
-        # a plain attribute, not a submodule: the wrapped block has no weights and keeps
-        # its Sionna objects out of state_dict itself
-        self.__dict__["_channel"] = cls(**{k: self.p[k] for k in _FORWARDED})
-        self._batch = None
+        # scenario -> (wrapped channel block, batch size its topology was built for); a
+        # plain attribute, not a submodule: the wrapped blocks have no weights and keep
+        # their Sionna objects out of state_dict themselves
+        self.__dict__["_channels"] = {}
+        self._channel(self.p.scenario)
+
+    def _channel(self, scenario: str):
+        if scenario not in self._channels:
+            cls = registry.get(f"channel.{scenario}")
+            self._channels[scenario] = [cls(**{k: self.p[k] for k in _FORWARDED}), None]
+        return self._channels[scenario]
 
     @sionna_state_safe
     def forward(self, ref):
         b = ref.shape[0]
-        ch = self._channel
-        if b != self._batch:
+        entry = self._channel(self.p.scenario)
+        ch, built_for = entry
+        if b != built_for:
             # Sionna's system-level models freeze the topology shapes on the first drop;
             # a new batch size (training vs. evaluation batches) needs a reset first.
             model = ch._sn.get(ref.device).get("model")
-            if model is not None and self._batch is not None:
+            if model is not None and built_for is not None:
                 model.reset_topology()
-            self._batch = b
+            entry[1] = b
         h = ch.sample_h(b, ref.device)
         rho = self.p.user_correlation
         if rho > 0:
