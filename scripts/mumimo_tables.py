@@ -69,8 +69,9 @@ def main(argv=None) -> None:
                     ax.set_ylabel(name)
                 if row == len(METRICS) - 1:
                     ax.set_xlabel("SNR (dB)")
-        axes[0, 0].legend(fontsize=8)
-        fig.tight_layout()
+        handles, labels = axes[0, 0].get_legend_handles_labels()
+        fig.legend(handles, labels, loc="lower center", ncol=len(labels), fontsize=9)
+        fig.tight_layout(rect=(0, 0.06, 1, 1))   # room for the shared legend below
         fig.savefig(args.png, dpi=90)
         print(f"\nfigure: {args.png}")
 
