@@ -211,6 +211,11 @@ class Runner:
         for k, v in values.items():
             if isinstance(v, E.Distribution) and k not in vars_:
                 vars_[k] = v
+        # ...but when a stage setting names it (snr_db: $train_snr_db), the setting carries its
+        # own draw, so the variable's draw is not logged (it would look like a second SNR)
+        raw = [v for k, v in st.items() if k not in STAGE_KEYS] + list((st.get("variables") or {}).values())
+        named = set().union(*(E.names_used(str(v)) for v in raw if E.is_expression(v))) if raw else set()
+        unlogged = {k for k in named if isinstance(values.get(k), E.Distribution)}
         return {
             "name": str(st.get("stage", f"stage{i + 1}")), "trainable": list(st.get("trainable") or []),
             "loss": compile_loss(st["loss"]), "optimizer": ev(dict(st.get("optimizer") or {"type": "adam"})),
@@ -218,6 +223,7 @@ class Runner:
             "grad_clip": ev(st.get("grad_clip", 0)) or 0, "log_every": int(ev(st.get("log_every", 0)) or 0),
             "checkpoint_every": int(ev(st.get("checkpoint_every", 0)) or 0), "variables": vars_,
             "copy_weights": dict(st.get("copy_weights") or {}),
+            "unlogged": unlogged,
         }
 
     def _optimizer(self, cfg: dict, params):
@@ -311,6 +317,7 @@ class Runner:
         fixed_vars = {k: v for k, v in dists.items() if not isinstance(v, E.Distribution)}
         sch.reset_variables(fixed_vars)
         redraw = {k: v for k, v in dists.items() if isinstance(v, E.Distribution)}
+        logged = [k for k in redraw if k not in s["unlogged"]]
         loss_fn = s["loss"]
         keys = [f"{b}.{p}" for b, p in loss_fn.ports]
         plan = sch.subplan(keys)
@@ -324,7 +331,7 @@ class Runner:
         ckpt_every = s["checkpoint_every"]      # 0: every 2 minutes of wall time, and at stage end
         self.log(f"[{name}] training {sorted(trainable)} for {steps} steps "
                  f"({sum(p.numel() for p in params):,} parameters); loss = {loss_fn.text}"
-                 + (f"; redrawn per batch: {', '.join(f'{k}~{v!r}' for k, v in redraw.items())}" if redraw else ""))
+                 + (f"; redrawn per batch: {', '.join(f'{k}~{redraw[k]!r}' for k in logged)}" if logged else ""))
         t0 = last_print = last_ckpt = time.monotonic()
         last_loss = float("nan")
         stage_vars = dict(self.scheduler.variables)
@@ -365,7 +372,7 @@ class Runner:
                 row = {"stage": name, "step": step + 1, "loss": last_loss, "lr": opt.param_groups[0]["lr"]}
                 for k in sinks:
                     row[k] = float(values[f"{k}.value"].detach().float().mean())
-                row.update({k: stage_vars[k] for k in redraw})
+                row.update({k: stage_vars[k] for k in logged})
                 self.taps.publish("train.step", row)
                 self.taps.publish("train.loss", torch.tensor(last_loss))
                 if now - last_print >= 2.0 or step + 1 == steps:

@@ -92,6 +92,18 @@ def test_resumed_run_equals_uninterrupted_run(tiny, tmp_path, preset):
         assert torch.equal(a[k], b[k]), k
 
 
+def test_train_csv_logs_the_draw_that_was_used(tiny, tmp_path):
+    """`sigma: $train_sigma` with train_sigma ~ uniform: train.csv has the sigma the blocks
+    saw each logged step, and no second, unused train_sigma column."""
+    r = runner(tiny, tmp_path, "redraw", preset="redraw", overrides={"steps": 4})
+    r.train()
+    header, *rows = (tmp_path / "redraw" / "train.csv").read_text().splitlines()
+    cols = header.split(",")
+    assert "sigma" in cols and "train_sigma" not in cols
+    sigmas = [float(row.split(",")[cols.index("sigma")]) for row in rows]
+    assert len(set(sigmas)) == len(sigmas) == 4 and all(0 <= x <= 1 for x in sigmas)
+
+
 def test_nan_is_reported_with_the_block_that_produced_it(tmp_path, root):
     spec = load_graph(root / TINY)
     spec.add_block("bad", "testing.nan_after", {"at": 2})
