@@ -70,6 +70,15 @@ class DeviceCache:
         self._objs.clear()
 
 
+def grid_cache(block) -> DeviceCache:
+    """The per-device Sionna cache of a resource-grid block, built once on the CPU now so
+    that a bad grid (no data REs, pilot pattern) fails at construction, naming the block."""
+    num_data(block.p)
+    cache = DeviceCache(block._build)
+    cache.get("cpu")
+    return cache
+
+
 def pilot_tensors(n_streams: int, n_symbols: int, n_subcarriers: int, pilot_symbols,
                   seed: int) -> tuple[torch.Tensor, torch.Tensor]:
     """Mask (1, Nt, S, F) bool and pilots (1, Nt, P) complex64 of a Kronecker-style pattern.

@@ -13,7 +13,7 @@ import torch
 from flowgraph.block import Block, Port
 from flowgraph.registry import register
 
-from ._sionna import (DeviceCache, data_indices, grid_from_params, grid_params, num_data,
+from ._sionna import (data_indices, grid_cache, grid_from_params, grid_params, num_data,
                       sionna_state_safe)
 
 
@@ -49,9 +49,7 @@ class OFDMGrid(Block):
 
     def __init__(self, **params):
         super().__init__(**params)
-        num_data(self.p)  # validates early
-        self._sn = DeviceCache(self._build)
-        self._sn.get("cpu")  # validate the pilot pattern at construction
+        self._sn = grid_cache(self)
 
     @classmethod
     def bind_dims(cls, p):
@@ -96,9 +94,7 @@ class OFDMExtract(Block):
 
     def __init__(self, **params):
         super().__init__(**params)
-        num_data(self.p)
-        self._sn = DeviceCache(self._build)
-        self._sn.get("cpu")
+        self._sn = grid_cache(self)
 
     @classmethod
     def bind_dims(cls, p):

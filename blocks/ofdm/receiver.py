@@ -14,7 +14,7 @@ import torch
 from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
-from ._sionna import (DeviceCache, grid_from_params, grid_params, noise_var, num_data,
+from ._sionna import (grid_cache, grid_from_params, grid_params, noise_var, num_data,
                       sionna_state_safe)
 
 _SNR = Param(float, 10.0, "SNR = Es/N0 per receive antenna in dB; N0 = 10^(-snr_db/10) is the "
@@ -47,9 +47,7 @@ class LSOFDM(Block):
         super().__init__(**params)
         if not self.p.pilot_symbols:
             raise ValueError("estimator.ls_ofdm: needs at least one pilot OFDM symbol")
-        num_data(self.p)
-        self._sn = DeviceCache(self._build)
-        self._sn.get("cpu")
+        self._sn = grid_cache(self)
 
     @classmethod
     def bind_dims(cls, p):
@@ -106,9 +104,7 @@ class LMMSEOFDM(Block):
 
     def __init__(self, **params):
         super().__init__(**params)
-        num_data(self.p)
-        self._sn = DeviceCache(self._build)
-        self._sn.get("cpu")
+        self._sn = grid_cache(self)
 
     @classmethod
     def bind_dims(cls, p):
