@@ -16,6 +16,12 @@ from pathlib import Path
 
 SCENARIOS = ("umi", "uma", "rma")
 METRICS = (("psnr", "PSNR (dB)", 2, 1.0), ("acc", "accuracy (%)", 1, 100.0))
+#: one colour per system across figures (matched by a part of the label)
+COLOURS = (("Full", "C0"), ("w/o Pilot", "C1"), ("RZF", "C2"), ("DJSCC", "C3"), ("JPEG", "C4"))
+
+
+def colour(label: str):
+    return next((c for key, c in COLOURS if key in label), None)
 
 
 def load(run: str) -> dict:
@@ -62,7 +68,7 @@ def main(argv=None) -> None:
                     if pts:
                         ax.errorbar([s for s, _ in pts], [scale * float(r[metric]) for _, r in pts],
                                     yerr=[scale * float(r[metric + "_ci95"]) for _, r in pts],
-                                    marker="o", capsize=2, label=label)
+                                    marker="o", capsize=2, label=label, color=colour(label))
                 ax.set_title(f"{sc.upper()}", fontsize=10)
                 ax.grid(alpha=0.3)
                 if col == 0:
