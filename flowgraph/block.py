@@ -32,7 +32,7 @@ KINDS = ("real", "complex", "int", "bool", "any")
 
 #: Known stages, in signal-flow order (the GUI palette groups by these).
 STAGES = ("source", "extractor", "csirs", "estimator", "precoder", "channel",
-          "combiner", "decoder", "sink", "classical")
+          "combiner", "decoder", "sink", "classical", "tensor")
 
 ELLIPSIS = "..."
 
