@@ -23,7 +23,7 @@ from . import registry
 from .block import ParamValues
 from .errors import ExpressionError, GraphError, RegistryError
 from .graph import GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint
-from .losses import compile_loss
+from .losses import compile_loss, output_shapes
 from .shapes import ELLIPSIS, DimUnifier, fmt
 
 STAGE_KEYS = ("stage", "trainable", "copy_weights", "loss", "optimizer", "schedule", "steps", "grad_clip",
@@ -667,7 +667,8 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict)
             P("loss", "needs a 'loss:' expression, e.g. mse(dec.image, src.image)")
         else:
             try:
-                refs = compile_loss(loss).ports
+                classes = {n: node.cls for n, node in nodes.items() if node.cls is not None}
+                refs = compile_loss(loss, port_shape=output_shapes(classes)).ports
             except ExpressionError as exc:
                 P("loss", f"loss: {exc}")
                 refs = []
