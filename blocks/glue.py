@@ -22,10 +22,11 @@ They carry no paper-specific physics; they let the PHY graphs (``graphs/phy/``,
 The tensor utilities were filed under ``csirs.*`` before; those ids still work for one
 graph-format version (``DEPRECATED_IDS``) and ``semflow validate`` prints a note per use.
 
-Random sources: training batches draw from ``self.generator`` (seeded by the run and saved
-in checkpoints); the held-out split is ``num_eval_examples`` examples drawn from a generator
-seeded with ``eval_seed`` in chunks of ``EVAL_CHUNK`` examples, so example i is the same for
-every run seed and every evaluation batch size.
+Random sources (``blocks.sources.SeededRandomSource``): training batches draw from
+``self.generator`` (seeded by the run and saved in checkpoints); each held-out split ('test',
+'val') is ``num_eval_examples`` examples drawn from generators seeded with ``eval_seed`` in
+chunks of ``EVAL_CHUNK`` examples, so example i is the same for every run seed and every
+evaluation batch size.
 """
 from __future__ import annotations
 
@@ -33,11 +34,10 @@ import math
 
 import torch
 
-from flowgraph.block import Block, Param, Port, Sink, Source, tensor_kind
+from flowgraph.block import Block, Param, Port, Sink, tensor_kind
 from flowgraph.registry import deprecate, register
 
-#: examples per independently seeded chunk of a random source's held-out split
-EVAL_CHUNK = 256
+from .sources import EVAL_CHUNK, SeededRandomSource  # noqa: F401  (EVAL_CHUNK: documented here)
 
 
 def _shape_list(where: str, shape, allow_minus_one: bool = False) -> list[int]:
@@ -50,8 +50,8 @@ def _shape_list(where: str, shape, allow_minus_one: bool = False) -> list[int]:
     return out
 
 
-class _RandomSource(Source):
-    """Shared machinery of the i.i.d. random sources (see the module doc)."""
+class _RandomSource(SeededRandomSource):
+    """The i.i.d. random sources: one output of per-example shape ``shape`` (see the module doc)."""
     output_name = "x"
 
     def __init__(self, **params):
@@ -61,34 +61,11 @@ class _RandomSource(Source):
             if self.p[k] < 1:
                 raise ValueError(f"{self.type_id}: param '{k}' must be >= 1, got {self.p[k]}")
 
-    def draw(self, n: int, g: torch.Generator) -> torch.Tensor:
+    def sample(self, n: int, g: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self):
-        return {self.output_name: self.draw(self.p.batch, self.generator).to(self.device)}
-
-    def num_eval_examples(self) -> int:
-        return int(self.p.num_eval_examples)
-
-    def _chunk(self, c: int) -> torch.Tensor:
-        n = min(EVAL_CHUNK, self.num_eval_examples() - c * EVAL_CHUNK)
-        g = torch.Generator().manual_seed(int(self.p.eval_seed) * 1_000_003 + c)
-        return self.draw(n, g)
-
-    def eval_batches(self, batch_size: int = 0):
-        bs = batch_size if batch_size and batch_size > 0 else self.p.batch
-        n = self.num_eval_examples()
-        cache: dict[int, torch.Tensor] = {}
-        for a in range(0, n, bs):
-            b = min(a + bs, n)
-            parts = []
-            for c in range(a // EVAL_CHUNK, (b - 1) // EVAL_CHUNK + 1):
-                if c not in cache:
-                    cache.clear()
-                    cache[c] = self._chunk(c)
-                lo, hi = max(a, c * EVAL_CHUNK), min(b, (c + 1) * EVAL_CHUNK)
-                parts.append(cache[c][lo - c * EVAL_CHUNK:hi - c * EVAL_CHUNK])
-            yield {self.output_name: torch.cat(parts).to(self.device)}
+    def draw(self, n, g):
+        return {self.output_name: self.sample(n, g)}
 
     def source_values_per_example(self):
         return None      # not images: no CBR
@@ -97,8 +74,8 @@ class _RandomSource(Source):
 def _source_params(shape_default: list, shape_doc: str) -> dict:
     return {"shape": Param(list, shape_default, shape_doc),
             "batch": Param(int, 16, "training batch size B of forward()"),
-            "num_eval_examples": Param(int, 1024, "size of the held-out split (examples)"),
-            "eval_seed": Param(int, 1234, "seed of the held-out split (independent of the run seed)")}
+            "num_eval_examples": Param(int, 1024, "size of each held-out split, test and val (examples)"),
+            "eval_seed": Param(int, 1234, "seed of the held-out splits (independent of the run seed)")}
 
 
 @register("source.bits")
@@ -106,8 +83,9 @@ class Bits(_RandomSource):
     """I.i.d. equiprobable bits, real 0.0/1.0 (the payload convention of ``classical.ldpc_encode``,
     ``classical.qam_map`` and ``sink.ber``/``sink.bler``).
 
-    Held-out split: ``num_eval_examples`` examples from a generator seeded with ``eval_seed``
-    (chunks of 256 examples, so example i does not depend on the batch size or the run seed).
+    Held-out splits 'test' and 'val': ``num_eval_examples`` examples each from generators
+    seeded with ``eval_seed`` (chunks of 256 examples, so example i does not depend on the
+    batch size or the run seed).
 
     Shapes: -> bits real (B, *shape), e.g. shape [512] gives (B, 512) and [K, N] gives (B, K, N);
             the last dim binds N.
@@ -121,7 +99,7 @@ class Bits(_RandomSource):
     def bind_dims(cls, p):
         return {"N": int(p["shape"][-1])} if p["shape"] else {}
 
-    def draw(self, n, g):
+    def sample(self, n, g):
         return torch.randint(0, 2, (n, *self.shape), generator=g).float()
 
 
@@ -159,7 +137,7 @@ class Symbols(_RandomSource):
         if self.p.energy < 0:
             raise ValueError("source.symbols: energy must be >= 0")
 
-    def draw(self, n, g):
+    def sample(self, n, g):
         m, scale = self.p.bits_per_symbol, math.sqrt(self.p.energy)
         if m == 0:
             ab = torch.randn(n, *self.shape, 2, generator=g)
