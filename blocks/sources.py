@@ -460,30 +460,29 @@ def _layout(tree: _FileTree, labels: str, test_every: int, test_per_class: int, 
             del groups[len(groups) - n:]
         return held
 
-    if "test" in dirs:
-        if test_per_class:
-            raise SemflowError(f"{where}: param 'test_per_class' is for datasets without a test split, "
-                               f"and this one has {prefix}{dirs['test']}/")
-        test, held_out = parts["test"], f"the {prefix}{dirs['test']}/ folder"
-    elif test_per_class:
-        test = hold_last(test_per_class, "test_per_class")
-        held_out = f"the last {test_per_class} images per {'class' if classes else 'dataset'} by index"
-    else:
+    def every_th():
+        nonlocal by_class
         if sum(len(gs) for gs in by_class.values()) < 2:
             raise SemflowError(f"{where}: found 1 image; need at least 2 to split train/test")
-        test = [f for gs in by_class.values() for g in gs[::test_every] for f in g]
+        held = [f for gs in by_class.values() for g in gs[::test_every] for f in g]
         by_class = {c: [g for i, g in enumerate(gs) if i % test_every] for c, gs in by_class.items()}
-        held_out = f"every {test_every}th image{' per class' if classes else ''} by index, starting with the first"
-    if "val" in dirs:
-        if val_per_class:
-            raise SemflowError(f"{where}: param 'val_per_class' is for datasets without a validation split, "
-                               f"and this one has {prefix}{dirs['val']}/")
-        val, val_from = parts["val"], f"the {prefix}{dirs['val']}/ folder"
-    elif val_per_class:
-        val = hold_last(val_per_class, "val_per_class")
-        val_from = f"the last {val_per_class} training images per {'class' if classes else 'dataset'} by index"
-    else:
-        val, val_from = None, None
+        return held, f"every {test_every}th image{' per class' if classes else ''} by index, starting with the first"
+
+    def held_out_split(split, per_class, param, otherwise):
+        """(files, how they were chosen) of split 'test' or 'val': the dataset's own folder,
+        else the last ``per_class`` groups of every class, else ``otherwise()``."""
+        if split in dirs:
+            if per_class:
+                raise SemflowError(f"{where}: param '{param}' is for datasets without a {split} split, "
+                                   f"and this one has {prefix}{dirs[split]}/")
+            return parts[split], f"the {prefix}{dirs[split]}/ folder"
+        if per_class:
+            return hold_last(per_class, param), (f"the last {per_class} {'training ' if split == 'val' else ''}"
+                                                 f"images per {'class' if classes else 'dataset'} by index")
+        return otherwise()
+
+    test, held_out = held_out_split("test", test_per_class, "test_per_class", every_th)
+    val, val_from = held_out_split("val", val_per_class, "val_per_class", lambda: (None, None))
     train = [f for gs in by_class.values() for g in gs for f in g]
     index = {c: i for i, c in enumerate(classes or [])}
     label = {f: index[cls_of(f)] for f in below} if classes else dict.fromkeys(below, -1)
