@@ -226,7 +226,7 @@ train:
     trainable: [codec]
     loss: mse(codec/dec.y, src.x) + 0 * mean(err.value)
     steps: 2
-evaluate: {sweep: {noise: [0.0, 1.0]}, metrics: [err]}
+evaluate: {sweep: {noise: [0.0, 5.0]}, metrics: [err]}
 """, "top.yaml")
     r = runner(load_graph(top), tmp_path)
     assert set(r.graph.blocks) == {"src", "codec/enc", "codec/cx", "codec/ch", "codec/rx", "codec/dec", "err"}
