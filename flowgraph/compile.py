@@ -746,6 +746,12 @@ def _check_monte_carlo(spec: GraphSpec, nodes: dict, ev: dict, values: dict) -> 
     def positive_int(v):
         return isinstance(v, int) and not isinstance(v, bool) and v > 0
 
+    def unknown_keys(section, mapping, known):
+        for k in mapping:
+            if k not in known:
+                problems.append(spec.problem(spec.line_of("evaluate", section, k),
+                                             f"evaluate.{section}: unknown key '{k}' (known: {', '.join(known)})"))
+
     if "repeats" in ev:
         r = value("repeats")
         if r is not None and not positive_int(r):
@@ -761,10 +767,7 @@ def _check_monte_carlo(spec: GraphSpec, nodes: dict, ev: dict, values: dict) -> 
         if not isinstance(until, dict):
             P("evaluate.until must be a mapping such as {metric: bler, errors: 100, max_examples: 100000}", "until")
         else:
-            for k in until:
-                if k not in ("metric", "errors", "max_examples"):
-                    problems.append(spec.problem(spec.line_of("evaluate", "until", k),
-                                                 f"evaluate.until: unknown key '{k}' (known: metric, errors, max_examples)"))
+            unknown_keys("until", until, ("metric", "errors", "max_examples"))
             m = until.get("metric")
             node = nodes.get(m) if isinstance(m, str) else None
             metrics = ev.get("metrics") or []
@@ -788,10 +791,7 @@ def _check_monte_carlo(spec: GraphSpec, nodes: dict, ev: dict, values: dict) -> 
             P("evaluate.image_grid must be true or a mapping {at: [{var: value}], n: 8, ports: [src.image, dec.image]}",
               "image_grid")
         else:
-            for k in grid:
-                if k not in ("at", "n", "ports"):
-                    problems.append(spec.problem(spec.line_of("evaluate", "image_grid", k),
-                                                 f"evaluate.image_grid: unknown key '{k}' (known: at, n, ports)"))
+            unknown_keys("image_grid", grid, ("at", "n", "ports"))
             at = grid.get("at")
             if at is not None and (not isinstance(at, list) or not all(isinstance(a, dict) for a in at)):
                 problems.append(spec.problem(spec.line_of("evaluate", "image_grid", "at"),
