@@ -13,9 +13,9 @@ flags and the graph variables, so evaluating in the middle of training changes n
 
 **Monte Carlo.** ``evaluate.repeats: N`` makes N passes per point with fresh draws (pass r
 uses the same draws at every point); ``evaluate.until: {metric, errors, max_examples}``
-keeps passing until the metric is non-zero on ``errors`` examples (an erroneous codeword,
-frame or image: for 0/1 values such as a one-block-per-example BLER, the error count) or
-``max_examples`` values were measured, checked after every batch. Per-example values, mean,
+keeps passing until ``errors`` values of the metric are non-zero (erroneous codewords,
+frames or images: for 0/1 values such as a one-block-per-example BLER, the error count) or
+``max_examples`` source examples were fed, checked after every batch. Per-example values, mean,
 std and CI cover every pass; the CI treats the passes over one example as one cluster.
 
 **Set-level metrics.** A sink with a ``stats`` port (``flowgraph.block.Sink``) has its
@@ -88,8 +88,9 @@ class EvaluationMixin:
                 acc = _PointValues(blocks, mc)
                 last_note = time.monotonic()
                 for r in mc.passes():
-                    torch.manual_seed(draw_seed(self.seed, r))
+                    # library RNGs first: seeding Sionna's also reseeds torch's (when Sionna is loaded)
                     rng.seed_all(draw_seed(self.seed, r) + 3)
+                    torch.manual_seed(draw_seed(self.seed, r))
                     seen = 0
                     for data in _source_call(src, "eval_batches", split, batch):
                         while self.pause_requested and not self.stop_requested:
@@ -104,14 +105,14 @@ class EvaluationMixin:
                             cbr = self._cbr(out, src, ev.get("cbr"))
                         if r == 0 and seen == 0:
                             grid.capture(point, out)
-                        acc.add(out, seen)
+                        acc.add(out, seen, _batch_len(data))
                         seen += _batch_len(data)
                         if mc.finished(acc):
                             break
                         if time.monotonic() - last_note >= 2.0:
                             last_note = time.monotonic()
                             self.log.progress(f"[eval] {pi + 1}/{len(points)} {_point_key(point) or 'defaults'}: "
-                                              f"{acc.count} values" + (f", {acc.errors} errors" if mc.metric else ""))
+                                              f"{acc.count} examples" + (f", {acc.errors} errors" if mc.metric else ""))
                     if self.stop_requested or seen == 0 or mc.finished(acc):
                         break
                 row = acc.row(point, self.seed, draws)
@@ -222,28 +223,38 @@ class _PointValues:
         self.blocks, self.mc = blocks, mc
         self.values = {m: [] for m in blocks}
         self.stats = {m: [] for m, b in blocks.items() if type(b).has_set_metric()}
-        self.ids: list = []
-        self.count = 0          # values per metric so far (examples x passes)
-        self.errors = 0         # examples with a non-zero value of the until-metric
+        self.ids = {m: [] for m in blocks}          # example (cluster) id of every value
+        self.stat_ids = {m: [] for m in self.stats}
+        self._pos: dict = {}    # values of each port so far in the current pass
+        self.count = 0          # source examples fed so far (examples x passes)
+        self.errors = 0         # values of the until-metric that are non-zero
         self.passes = 0
         self.columns = list(_columns(blocks))
 
-    def add(self, out: dict, first_index: int):
-        b = None
-        for m in self.blocks:
-            v = out[f"{m}.value"].detach().float().cpu().reshape(-1)
-            b = v.numel()
-            self.values[m].append(v)
-            if m in self.stats:
-                self.stats[m].append(out[f"{m}.stats"].detach().cpu())
-            if m == self.mc.metric:
-                self.errors += int((v != 0).sum())
-        if b is None:
-            b = 0
-        self.ids.append(torch.arange(first_index, first_index + b))
+    def _cluster(self, key: str, first: int, batch: int, k: int) -> torch.Tensor:
+        """Ids of ``k`` values from a batch of ``batch`` source examples starting at ``first``:
+        the source example when each example gives the same number of values (users of a
+        frame, say), else the value's position in the pass. The same in every pass."""
+        pos = 0 if first == 0 else self._pos.get(key, 0)
+        self._pos[key] = pos + k
+        if batch and k % batch == 0:
+            return first + torch.arange(k) // (k // batch)
+        return pos + torch.arange(k)
+
+    def add(self, out: dict, first_index: int, batch: int):
         if first_index == 0:
             self.passes += 1
-        self.count += b
+        for m in self.blocks:
+            v = out[f"{m}.value"].detach().float().cpu().reshape(-1)
+            self.values[m].append(v)
+            self.ids[m].append(self._cluster(m, first_index, batch, v.numel()))
+            if m in self.stats:
+                st = out[f"{m}.stats"].detach().cpu()
+                self.stats[m].append(st)
+                self.stat_ids[m].append(self._cluster(m + ".stats", first_index, batch, st.shape[0]))
+            if m == self.mc.metric:
+                self.errors += int((v != 0).sum())
+        self.count += batch
 
     def per_example(self) -> dict:
         return {m: torch.cat(v).tolist() if v else [] for m, v in self.values.items()
@@ -251,12 +262,14 @@ class _PointValues:
 
     def row(self, point: dict, seed: int, draws: int) -> dict:
         row = dict(point)
-        ids = torch.cat(self.ids) if self.ids else torch.empty(0, dtype=torch.long)
+
+        def cat(parts, dtype=None):
+            return torch.cat(parts) if parts else torch.empty(0, dtype=dtype)
         for m, block in self.blocks.items():
             cls = type(block)
             if cls.per_example:
-                v = torch.cat(self.values[m]) if self.values[m] else torch.empty(0)
-                s = summarize(v, ids, proportion=cls.proportion)
+                v = cat(self.values[m])
+                s = summarize(v, cat(self.ids[m], torch.long), proportion=cls.proportion)
                 row[m], row[f"{m}_std"], row[f"{m}_ci95"] = s["mean"], s["std"], s["ci95"]
                 row[f"{m}_lo"], row[f"{m}_hi"] = s["lo"], s["hi"]
             if m in self.stats:
@@ -265,6 +278,7 @@ class _PointValues:
                 row[col] = float(block.reduce_stats(stats)) if stats.numel() else float("nan")
                 lo = hi = float("nan")
                 if cls.set_bootstrap and draws and stats.numel():
+                    ids = cat(self.stat_ids[m], torch.long)
                     rows_of = [torch.nonzero(ids == e).flatten() for e in torch.unique(ids)]
                     lo, hi = bootstrap_interval(lambda idx: block.reduce_stats(stats[idx]), rows_of, draws, seed + 5)
                 row[f"{col}_ci95"], row[f"{col}_lo"], row[f"{col}_hi"] = (hi - lo) / 2, lo, hi

@@ -102,6 +102,18 @@ def test_repeats_draw_fresh_noise_per_pass_and_pair_passes_across_points(root, t
     assert a["rows"][0]["err_ci95"] > naive
 
 
+def test_values_of_a_sink_cluster_by_the_source_example_they_come_from():
+    """A sink may give several values per source example (the K users of a frame) or a count
+    that does not divide (codewords): ids are the example, or the value's place in the pass."""
+    from flowgraph.evaluation import _MonteCarlo, _PointValues
+    acc = _PointValues({}, _MonteCarlo(1, None))
+    assert acc._cluster("psnr", 0, 2, 8).tolist() == [0, 0, 0, 0, 1, 1, 1, 1]
+    assert acc._cluster("psnr", 2, 2, 8).tolist() == [2, 2, 2, 2, 3, 3, 3, 3]
+    assert acc._cluster("bler", 0, 4, 3).tolist() == [0, 1, 2]
+    assert acc._cluster("bler", 4, 4, 3).tolist() == [3, 4, 5]
+    assert acc._cluster("bler", 0, 4, 3).tolist() == [0, 1, 2]          # a new pass: the same ids
+
+
 def test_until_stops_at_the_error_count_or_the_example_cap(root, tmp_path):
     spec = with_evaluate(root, METRICS, "  batch: 4\n",
                          "  batch: 4\n  until: {metric: flag, errors: 6, max_examples: 48}\n")
