@@ -101,8 +101,12 @@ def records(entries: list, specs: dict) -> list:
                             "_dims": list(e["dims"]), "_point": list(point), "metric": col,
                             "mean": f * float(row[col]), "std": f * float(row.get(f"{col}_std") or 0.0),
                             "lo": f * lo, "hi": f * hi, "n": row.get("n"), "_meta": cols[col],
-                            "_per": [f * v for v in per] if per else None, "_fp": fp})
+                            "_per": [f * v for v in per] if per else None, "_fp": fp, "_factor": f})
     return out
+
+
+def _factor(r: dict) -> float:
+    return r.get("_factor", 1.0)
 
 
 def _fingerprint(res: dict):
@@ -116,7 +120,9 @@ def _fingerprint(res: dict):
 
 
 def pool_seeds(recs: list) -> list:
-    """Records of one configuration that differ in seed become one (mean over seeds, t CI across seeds)."""
+    """Records of one configuration that differ in seed become one: the mean over seeds and a
+    t interval across seeds, never narrower than the runs' own mean interval (seeds that
+    agree by chance do not make the evaluation noise vanish); proportions stay in [0, 1]."""
     groups: dict = {}
     for r in recs:
         key = tuple((k, str(v)) for k, v in r.items() if not k.startswith("_") and k not in
@@ -128,7 +134,12 @@ def pool_seeds(recs: list) -> list:
             out.append({**rs[0], "seeds": [rs[0]["seed"]]})
             continue
         pooled = across_seeds([r["mean"] for r in rs])
-        out.append({**rs[0], "mean": pooled["mean"], "lo": pooled["lo"], "hi": pooled["hi"],
+        own = sum((r["hi"] - r["lo"]) / 2 for r in rs) / len(rs)
+        half = max(pooled["ci95"], own) if math.isfinite(own) else pooled["ci95"]
+        lo, hi = pooled["mean"] - half, pooled["mean"] + half
+        if rs[0]["_meta"].get("proportion"):
+            lo, hi = max(0.0, lo), min(_factor(rs[0]), hi)     # [0, 1] times the factor (100 for %)
+        out.append({**rs[0], "mean": pooled["mean"], "lo": lo, "hi": hi,
                     "std": float("nan"), "n": sum(r["n"] or 0 for r in rs), "seeds": [r["seed"] for r in rs],
                     "run": ";".join(r["run"] for r in rs), "_per": None, "_by_seed": {r["seed"]: r for r in rs}})
     return out

@@ -191,6 +191,15 @@ def test_compare_pools_seeds_of_one_configuration(root, tmp_path):
     assert fmt_value(sum(means) / 3).split(".")[0] in table
     assert "Seeds of one configuration are pooled" in table
     assert table.count("| tiny |") == 1
+    from flowgraph.compare import pool_seeds, records
+    raw = records(entries, {"flag": {"factor": 1.0}, "err": {"factor": 1.0}})
+    pooled = pool_seeds(raw)
+    assert len(pooled) == len(raw) // 3
+    for p in pooled:
+        own = min(r["hi"] - r["lo"] for r in raw if r["metric"] == p["metric"] and r["sigma"] == p["sigma"])
+        assert p["hi"] - p["lo"] >= own * 0.999 or p["metric"] == "flag"     # never narrower than a run's own CI
+        if p["metric"] == "flag":
+            assert 0.0 <= p["lo"] <= p["mean"] <= p["hi"] <= 1.0           # a proportion stays in [0, 1]
 
 
 def test_compare_refuses_what_is_not_a_run(tmp_path):
