@@ -28,9 +28,9 @@ from .rundir import _fmt_duration, file_sha256
 from .yamlio import load_yaml
 
 STUDY_FORMAT = 1
-TOP_KEYS = ("study", "name", "description", "graph", "preset", "seeds", "threads", "device", "set", "sweep",
-            "matrix", "variants", "compare")
-VARIANT_KEYS = ("id", "label", "graph", "preset", "set", "sweep", "compare")
+TOP_KEYS = ("study", "name", "description", "graph", "preset", "seeds", "threads", "device", "set", "set_for_preset",
+            "sweep", "matrix", "variants", "compare")
+VARIANT_KEYS = ("id", "label", "graph", "preset", "set", "set_for_preset", "sweep", "compare")
 COMPARE_KEYS = ("metrics", "x", "panels", "baseline", "colors", "title")
 _RUN_REF = re.compile(r"\{run:([A-Za-z_][\w-]*)\}")
 
@@ -92,7 +92,7 @@ def load_study(path: str | Path, preset: str | None = None, overrides: dict | No
     if not (isinstance(seeds, list) and seeds and all(isinstance(s, int) and not isinstance(s, bool) for s in seeds)):
         P(data.line_of("seeds"), "seeds must be a list of integers or a count, e.g. seeds: [0, 1, 2] or seeds: 3")
         seeds = [0]
-    for key in ("set", "sweep", "matrix", "compare"):
+    for key in ("set", "set_for_preset", "sweep", "matrix", "compare"):
         if key in data and not isinstance(data[key], dict):
             P(data.line_of(key), f"'{key}' must be a mapping")
     matrix = data.get("matrix") if isinstance(data.get("matrix"), dict) else {}
@@ -124,6 +124,11 @@ def load_study(path: str | Path, preset: str | None = None, overrides: dict | No
                 P(getattr(v, "line_of", lambda _k: line)(k), f"variant: unknown key '{k}'"
                   + (did_you_mean(k, VARIANT_KEYS) or f" (known: {', '.join(VARIANT_KEYS)})"))
         vid = str(v.get("id") or _slug(v.get("label") or "main"))
+        for owner, where in ((v, getattr(v, "line_of", lambda _k: line)("set_for_preset")),
+                             (data, data.line_of("set_for_preset"))):
+            sfp = owner.get("set_for_preset")
+            if sfp is not None and not (isinstance(sfp, dict) and all(isinstance(x, dict) for x in sfp.values())):
+                P(where, "set_for_preset maps a preset to settings, e.g. {smoke: {eval_images: 4}}")
         if vid in ids:
             P(line, f"variant '{vid}' appears twice (give each an id: or a distinct label:)")
         ids[vid] = v
@@ -145,6 +150,9 @@ def load_study(path: str | Path, preset: str | None = None, overrides: dict | No
             pre = preset or dims.get("preset", v.get("preset", data.get("preset")))
             settings = {**base_set, **{k: x for k, x in dims.items() if k not in ("graph", "preset")},
                         **dict(v.get("set") or {})}
+            # settings for one preset only (a smoke run of a study should stay small)
+            for owner in (data, v):
+                settings.update(((owner.get("set_for_preset") or {}).get(pre) or {}))
             if overrides:
                 settings.update(overrides)
             sweep = v.get("sweep", data.get("sweep"))

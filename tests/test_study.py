@@ -142,6 +142,11 @@ def test_study_matrix_crosses_variants_and_seeds(tmp_path):
     assert len(points) == 2 * 2 * 2
     assert {p.name for p in points} >= {"a__hidden=4__lr=0.1__seed0", "b__hidden=8__lr=0.1__seed1"}
     assert all(p.preset == "smoke" and p.set["steps"] == 1 for p in points)
+    # settings for one preset only: a smoke run of a study stays small
+    s.write_text(s.read_text().replace("    set: {nan_at: 0}\n", "    set: {nan_at: 0, n: 8}\n"
+                                       "    set_for_preset: {smoke: {n: 2}}\n"))
+    assert {p.set["n"] for p in load_study(s, preset="smoke")[1] if p.label == "B"} == {2}
+    assert {p.set["n"] for p in load_study(s)[1] if p.label == "B"} == {8}
 
 
 def test_study_dry_run_validates_every_point(tmp_path, capsys):
