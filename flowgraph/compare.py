@@ -42,7 +42,7 @@ def _entries(inputs: list) -> tuple[list, dict]:
         d = Path(path)
         if (d / "study.json").is_file():
             state = json.loads((d / "study.json").read_text())
-            config = config or dict(state.get("compare") or {})
+            config = config or {"title": f"study {state['study']}", **(state.get("compare") or {})}
             for p in state["points"]:
                 run = d / p["dir"]
                 if p.get("compare", True) and p["status"] == "done" and (run / "metrics.json").is_file():
@@ -179,7 +179,7 @@ def compare(entries: list, out: Path, config: dict | None = None, metrics: list 
             meta["unit"] = spec["unit"]
         for combo in ordered(tuple(r.get(k) for k in rest) for r in recs):
             sel = [r for r in recs if tuple(r.get(k) for k in rest) == combo]
-            fixed = ", ".join(f"{k}={v}" for k, v in zip(rest, combo))
+            fixed = ", ".join(f"{k} = {v}" for k, v in zip(rest, combo))
             pvals = ordered(r.get(panels) for r in sel) if panels else [None]
             if x is not None:
                 curves = [{"label": lab, "color": colors[lab], "panel": pv,
