@@ -183,7 +183,7 @@ def cmd_study(args) -> int:
 def cmd_compare(args) -> int:
     from .compare import compare_main
     return compare_main(args.inputs, out=args.out, metrics=args.metrics, x=args.x, panels=args.panels,
-                        baseline=args.baseline)
+                        baseline=args.baseline, series=args.series)
 
 
 _ABBREVIATIONS = ("e.g.", "i.e.", "al.", "eq.", "eqs.", "fig.", "figs.", "cf.", "vs.", "sec.", "no.", "approx.")
@@ -344,6 +344,7 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--metrics", help="comma-separated metric columns (default: all)")
     c.add_argument("--x", help="x-axis sweep variable (default: the first)")
     c.add_argument("--panels", help="variable whose values become small multiples")
+    c.add_argument("--series", help="'label' (default: a line per run or variant) or a variable: a line per value")
     c.add_argument("--baseline", help="label that differences are stated against (default: the first)")
     c.set_defaults(func=cmd_compare)
 

@@ -4,7 +4,8 @@ Inputs are run directories (``LABEL=DIR`` names the series), or study directorie
 points, labelled by variant, with the study's matrix values as extra dimensions). Output:
 
 - ``<metric>.png`` per metric column (and per combination of dimensions that are neither x,
-  series nor panels): x = a sweep variable, one line per series with a 95% CI band, one panel
+  series nor panels): x = a sweep variable, one line per series (the run's label, or with
+  ``series: DIM`` each value of a sweep or matrix dimension) with a 95% CI band, one panel
   per value of ``panels``; a series keeps its colour in every figure (``compare.colors`` fixes them).
 - ``table.md``: per metric (and panel), rows = series, columns = x values, mean ± 95% CI
   (mean [lo, hi] for proportions and set-level values); the best value per column in bold.
@@ -147,7 +148,7 @@ def pool_seeds(recs: list) -> list:
 
 # ---- the comparison --------------------------------------------------------------------------------
 def compare(entries: list, out: Path, config: dict | None = None, metrics: list | None = None, x: str | None = None,
-            panels: str | None = None, baseline: str | None = None, log=print) -> dict:
+            panels: str | None = None, baseline: str | None = None, series: str | None = None, log=print) -> dict:
     config = dict(config or {})
     out.mkdir(parents=True, exist_ok=True)
     available = {}
@@ -156,12 +157,22 @@ def compare(entries: list, out: Path, config: dict | None = None, metrics: list 
     specs = _metric_specs(metrics or config.get("metrics"), available)
     raw = records(entries, specs)
     pooled = pool_seeds(raw)
-    labels = ordered(e["label"] for e in entries)
+    # a line per series: the run's label (default), or the values of a dimension (per label)
+    series = series or config.get("series") or "label"
+    several = len(ordered(e["label"] for e in entries)) > 1
+    for r in pooled:
+        value = f"{series}={r.get(series)}"
+        r["series"] = r["label"] if series == "label" else (f"{r['label']}, {value}" if several else value)
+    labels = ordered(r["series"] for r in pooled)
     colors = {lab: (config.get("colors") or {}).get(lab, COLORS[i % len(COLORS)]) for i, lab in enumerate(labels)}
     point_dims = ordered(d for r in raw for d in r["_point"])
     run_dims = ordered(d for r in raw for d in r["_dims"])
+    if series != "label" and series not in point_dims + run_dims:
+        raise SemflowError(f"compare: series '{series}' is neither 'label' nor a dimension "
+                           f"({', '.join(point_dims + run_dims)})")
     x = x or config.get("x") or (point_dims[0] if point_dims else None)
-    varying = [d for d in run_dims + point_dims if d != x and len(ordered(r.get(d) for r in raw if d in r)) > 1]
+    varying = [d for d in run_dims + point_dims
+               if d not in (x, series) and len(ordered(r.get(d) for r in raw if d in r)) > 1]
     panels = panels or config.get("panels") or (varying[0] if varying else None)
     rest = [d for d in varying if d != panels]
     base = baseline or config.get("baseline") or labels[0]
@@ -184,7 +195,7 @@ def compare(entries: list, out: Path, config: dict | None = None, metrics: list 
             if x is not None:
                 curves = [{"label": lab, "color": colors[lab], "panel": pv,
                            "points": [(r[x], r["mean"], r["lo"], r["hi"]) for r in sel
-                                      if r["label"] == lab and (panels is None or r.get(panels) == pv)]}
+                                      if r["series"] == lab and (panels is None or r.get(panels) == pv)]}
                           for lab in labels for pv in pvals]
                 curves = [c for c in curves if c["points"]]
                 seeds = ordered(len(r["seeds"]) for r in sel)
@@ -236,7 +247,7 @@ def _table(recs: list, x: str | None, labels: list, head: str, meta: dict) -> st
     for lab in labels:
         cells = []
         for xv in xs:
-            r = next((r for r in recs if r["label"] == lab and r.get(x) == xv), None)
+            r = next((r for r in recs if r["series"] == lab and r.get(x) == xv), None)
             if r is None:
                 cells.append("—")
                 continue
@@ -253,8 +264,8 @@ def _differences(recs: list, x, labels: list, base: str, meta: dict, head: str) 
         if lab == base:
             continue
         for xv in ordered(r.get(x) for r in recs):
-            a = next((r for r in recs if r["label"] == lab and r.get(x) == xv), None)
-            b = next((r for r in recs if r["label"] == base and r.get(x) == xv), None)
+            a = next((r for r in recs if r["series"] == lab and r.get(x) == xv), None)
+            b = next((r for r in recs if r["series"] == base and r.get(x) == xv), None)
             if a is None or b is None:
                 continue
             d = _difference(a, b)
@@ -324,13 +335,13 @@ def compare_study(study_dir: Path, log=None) -> dict:
     return compare(entries, Path(study_dir) / "compare", config, log=log or _stderr)
 
 
-def compare_main(inputs: list, out=None, metrics=None, x=None, panels=None, baseline=None) -> int:
+def compare_main(inputs: list, out=None, metrics=None, x=None, panels=None, baseline=None, series=None) -> int:
     entries, config = _entries(inputs)
     if out is None:
         one_study = len(inputs) == 1 and (Path(inputs[0]) / "study.json").is_file()
         out = Path(inputs[0]) / "compare" if one_study else Path("runs") / f"compare-{time.strftime('%Y%m%d-%H%M%S')}"
     compare(entries, Path(out), config, metrics=metrics.split(",") if metrics else None, x=x, panels=panels,
-            baseline=baseline, log=_stderr)
+            baseline=baseline, series=series, log=_stderr)
     return 0
 
 

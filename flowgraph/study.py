@@ -31,7 +31,7 @@ STUDY_FORMAT = 1
 TOP_KEYS = ("study", "name", "description", "graph", "preset", "seeds", "threads", "device", "set", "set_for_preset",
             "sweep", "matrix", "variants", "compare")
 VARIANT_KEYS = ("id", "label", "graph", "preset", "set", "set_for_preset", "sweep", "compare")
-COMPARE_KEYS = ("metrics", "x", "panels", "baseline", "colors", "title")
+COMPARE_KEYS = ("metrics", "x", "series", "panels", "baseline", "colors", "title")
 _RUN_REF = re.compile(r"\{run:([A-Za-z_][\w-]*)\}")
 
 

@@ -207,6 +207,23 @@ def test_compare_pools_seeds_of_one_configuration(root, tmp_path):
             assert 0.0 <= p["lo"] <= p["mean"] <= p["hi"] <= 1.0           # a proportion stays in [0, 1]
 
 
+def test_compare_series_can_be_a_dimension(root, tmp_path):
+    """One run swept over sigma x kind: with series=kind a line per kind, panels none."""
+    from flowgraph.graph import loads_graph
+    text = (root / "tests/graphs/tiny_metrics.yaml").read_text().replace(
+        "  sweep: {sigma: [0.0, 0.5, 1.0]}", "  sweep: {sigma: [0.0, 1.0], kind: [b, a]}")
+    r = Runner(loads_graph(text, str(root / "tests/graphs/tiny_metrics.yaml")), out=tmp_path / "r", quiet=True)
+    r.evaluate()
+    r.close()
+    entries, _ = _entries([str(tmp_path / "r")])
+    out = compare(entries, tmp_path / "cmp", metrics=["err"], series="kind", log=lambda m: None)
+    table = out["table"].read_text()
+    assert "| kind=b |" in table and "| kind=a |" in table
+    assert [p.name for p in out["figures"]] == ["err.png"]
+    with pytest.raises(SemflowError, match="series 'knd' is neither 'label' nor a dimension"):
+        compare(entries, tmp_path / "cmp2", series="knd", log=lambda m: None)
+
+
 def test_compare_refuses_what_is_not_a_run(tmp_path):
     (tmp_path / "x").mkdir()
     with pytest.raises(SemflowError, match="is neither a run directory"):
