@@ -69,32 +69,45 @@ def _study(tmp_path, text=STUDY):
     return s
 
 
+WARM = """  - label: Warm
+    set: {{warm: "{{run:base}}/checkpoints/last.pt", hidden: 6}}
+"""
+
+
 def test_study_runs_points_continues_past_a_failure_and_skips_finished_ones(tmp_path, child_env, capsys):
-    path = _study(tmp_path)
+    path = _study(tmp_path, STUDY.replace(WARM, ""))       # two points (each a child process): Base, Broken
     out = tmp_path / "out"
     assert run_study(path, out=out, jobs=2) == 1                    # one point failed
     err = capsys.readouterr().err
     state = json.loads((out / "study.json").read_text())
     status = {p["label"]: p["status"] for p in state["points"]}
-    assert status == {"Base": "done", "Warm": "done", "Broken": "failed"}
+    assert status == {"Base": "done", "Broken": "failed"}
     broken = next(p for p in state["points"] if p["label"] == "Broken")
     assert broken["error"].startswith("semflow: error: non-finite value (NaN/Inf) first produced by block 'bad'")
     assert f"FAILED Broken, seed 0: {broken['error']}" in err
+    # the comparison of the finished point
+    assert (out / "compare" / "err.png").is_file() and (out / "compare" / "table.md").is_file()
+    rows = list(csv.DictReader(open(out / "compare" / "tidy.csv")))
+    assert {r["label"] for r in rows} == {"Base"} and len(rows) == 2      # 1 run x 2 points x 1 metric
+    # a rerun starts nothing that finished (here without the broken variant: no child at all)
+    mtime = (out / "base__seed0" / "metrics.json").stat().st_mtime
+    path.write_text(path.read_text().replace("  - label: Broken\n    set: {nan_at: 1}\n", ""))
+    assert run_study(path, out=out, jobs=2) == 0
+    assert "finished earlier: Base, seed 0" in capsys.readouterr().err
+    assert (out / "base__seed0" / "metrics.json").stat().st_mtime == mtime
+
+
+@pytest.mark.slow
+def test_study_runs_a_warm_start_after_the_run_it_names(tmp_path, child_env):
+    path = _study(tmp_path)
+    out = tmp_path / "out"
+    assert run_study(path, out=out, jobs=2) == 1                    # Broken fails, the others finish
     # {run:base} became the Base point's run directory, and Base ran first
     warm_cmd = json.loads((out / ".points" / "warm__seed0.json").read_text())["command"]
     assert f"warm=\"{out.resolve() / 'base__seed0'}/checkpoints/last.pt\"" in warm_cmd
     assert json.loads((out / "warm__seed0" / "run.json").read_text())["overrides"]["hidden"] == 6
-    # the comparison of the finished points
-    assert (out / "compare" / "err.png").is_file() and (out / "compare" / "table.md").is_file()
-    rows = list(csv.DictReader(open(out / "compare" / "tidy.csv")))
-    assert {r["label"] for r in rows} == {"Base", "Warm"} and len(rows) == 4      # 2 runs x 2 points x 1 metric
-    # a rerun starts nothing that finished; the failed point is tried again (and fails again)
-    mtime = (out / "base__seed0" / "metrics.json").stat().st_mtime
-    assert run_study(path, out=out, jobs=2) == 1
-    err = capsys.readouterr().err
-    assert "finished earlier: Base, seed 0" in err and "finished earlier: Warm, seed 0" in err
-    assert "start Broken, seed 0" in err
-    assert (out / "base__seed0" / "metrics.json").stat().st_mtime == mtime
+    state = json.loads((out / "study.json").read_text())
+    assert {p["label"]: p["status"] for p in state["points"]} == {"Base": "done", "Warm": "done", "Broken": "failed"}
 
 
 @pytest.mark.slow
