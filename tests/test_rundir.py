@@ -14,7 +14,7 @@ import torch
 
 from flowgraph import SemflowError
 from flowgraph.graph import load_graph
-from flowgraph.rundir import truncate_train_csv
+from flowgraph.rundir import git_info, truncate_train_csv
 from flowgraph.run import Runner, load_checkpoint
 
 TINY = "tests/graphs/tiny.yaml"
@@ -56,7 +56,7 @@ def test_run_json_records_git_graph_hashes_and_resumes(root, tmp_path):
     r.train(stop_after=2)
     first = json.loads((tmp_path / "run" / "run.json").read_text())
     assert first["graph_files"] == {str(root / TINY): hashlib.sha256((root / TINY).read_bytes()).hexdigest()}
-    assert len(first["git"]["commit"]) == 40 and isinstance(first["git"]["dirty"], bool)
+    assert first["git"] == git_info()               # the engine's checkout (None outside a repository)
     assert first["resumes"] == []
     r2 = runner(spec, tmp_path / "run", preset="smoke", overrides={"steps": 6}, resume=True, command=["again"])
     r2.train()
@@ -64,6 +64,19 @@ def test_run_json_records_git_graph_hashes_and_resumes(root, tmp_path):
     assert info["started"] == first["started"] and info["command"] == first["command"]
     assert len(info["resumes"]) == 1 and info["resumes"][0]["command"] == ["again"]
     assert (tmp_path / "run" / "train.png").is_file()
+
+
+def test_git_info_gives_the_commit_and_whether_tracked_files_changed(tmp_path):
+    assert git_info(tmp_path) is None                    # not a repository
+    run = lambda *a: subprocess.run(["git", *a], cwd=tmp_path, capture_output=True, check=True)  # noqa: E731
+    run("init", "-q")
+    (tmp_path / "f.txt").write_text("a\n")
+    run("add", "f.txt")
+    run("-c", "user.name=t", "-c", "user.email=t@t", "commit", "-q", "-m", "x")
+    head = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    assert git_info(tmp_path) == {"commit": head, "dirty": False}
+    (tmp_path / "f.txt").write_text("b\n")
+    assert git_info(tmp_path) == {"commit": head, "dirty": True}
 
 
 def test_train_csv_drops_rows_after_the_checkpoint_on_resume(root, tmp_path):
