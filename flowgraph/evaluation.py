@@ -7,6 +7,7 @@ tensors that actually enter channel blocks.
 from __future__ import annotations
 
 import csv
+import inspect
 import json
 import math
 import time
@@ -17,6 +18,7 @@ import torch
 from . import rng
 from .block import Sink
 from .compile import _eval_value, sweep_points
+from .errors import SemflowError
 from .report import format_table, plot_metrics
 
 
@@ -24,10 +26,11 @@ class EvaluationMixin:
     """Evaluation for :class:`flowgraph.run.Runner` (uses its scheduler, log, taps, out)."""
 
     def evaluate(self, metrics: list | None = None, batch: int | None = None, images: int | None = None,
-                 points: list | None = None, write: bool = True) -> dict:
+                 points: list | None = None, write: bool = True, split: str = "test") -> dict:
         """Stream the held-out split through the graph at every sweep point.
 
-        ``points`` replaces the graph's sweep; ``write=False`` skips the files and plots."""
+        ``points`` replaces the graph's sweep; ``write=False`` skips the files and plots;
+        ``split="val"`` streams the source's validation split instead (training's validate:)."""
         sch, ev = self.scheduler, dict(self.spec.evaluate or {})
         values = self.graph.root.values
         metrics = metrics or list(ev.get("metrics") or [n for n in sch.graph.order if isinstance(sch.block(n), Sink)])
@@ -36,7 +39,8 @@ class EvaluationMixin:
         limit = int(_eval_value(limit, values)) if limit is not None else None
         points = points if points is not None else sweep_points(self.spec)
         src = sch.source()
-        n_total = src.num_eval_examples() if limit is None else min(limit, src.num_eval_examples())
+        n_split = _split_call(src, "num_eval_examples", split)
+        n_total = n_split if limit is None else min(limit, n_split)
         sch.eval()
         cbr = None
         rows, per_example = [], {}
@@ -51,7 +55,7 @@ class EvaluationMixin:
                 self.taps.info = {"stage": "eval", "point": point, "where": f"evaluation at {point or 'defaults'}"}
                 collected = {m: [] for m in metrics}
                 seen = 0
-                for data in src.eval_batches(batch):
+                for data in _split_call(src, "eval_batches", split, batch):
                     while self.pause_requested and not self.stop_requested:
                         time.sleep(0.05)
                     if self.stop_requested or (limit is not None and seen >= limit):
@@ -139,6 +143,17 @@ class EvaluationMixin:
                 self.log(f"plot: {p}")
         except Exception as exc:  # plotting must never lose the numbers
             self.log(f"note: plotting failed ({type(exc).__name__}: {exc}); metrics are in metrics.csv")
+
+
+def _split_call(src, method: str, split: str, *args):
+    """``src.<method>(*args, split=split)``; the test split also from sources that take no split."""
+    fn = getattr(src, method)
+    if split == "test" and "split" not in inspect.signature(fn).parameters:
+        return fn(*args)
+    if "split" not in inspect.signature(fn).parameters:
+        raise SemflowError(f"source '{src.name}' ({src.type_id}) has no '{split}' split "
+                           f"(its {method} takes no split argument)")
+    return fn(*args, split=split)
 
 
 def _batch_len(data: dict) -> int:

@@ -9,6 +9,7 @@ A run directory holds::
     metrics.json/.csv     evaluation: per sweep point, mean / std / 95% CI of every metric
     <metric>_vs_<var>.png one plot per metric against the first sweep variable
     checkpoints/last.pt   state_dicts, optimizer, RNG states (atomic: temp file + rename)
+    checkpoints/best.pt   the best validated weights (a stage's validate:, keep: best)
 
 Resuming (``--resume``) loads ``checkpoints/last.pt`` and continues the same stage at
 the same step with the same RNG states, so the parameters at the end equal those of
@@ -82,6 +83,10 @@ class Runner(TrainingMixin, EvaluationMixin):
         torch.manual_seed(self.seed)
         self.scheduler.seed_sources(self.seed + 2)
         self.var_generator = torch.Generator().manual_seed(self.seed + 1)
+        problems = self.check_stages()       # what only the built blocks can tell (training.py)
+        if problems:
+            self.log.close()
+            raise ValidationError(problems)
         self._write_run_info(command)
 
     # ---- run directory ---------------------------------------------------------------------
@@ -104,7 +109,10 @@ class Runner(TrainingMixin, EvaluationMixin):
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoints" / "last.pt"
 
-    def _save_checkpoint(self, stage_idx: int, step: int, opt=None, sched=None, done=False):
+    def _save_checkpoint(self, stage_idx: int, step: int, opt=None, sched=None, done=False,
+                         extra: dict | None = None, path: Path | None = None):
+        """``extra``: the training features' own state (EMA, discriminator optimizer, best
+        validation); ``path``: another file than last.pt (best.pt)."""
         atomic_torch_save({
             "format": 1, "graph": self.spec.name, "stage": stage_idx, "step": step, "done": done,
             "blocks": self.scheduler.state_dict(),
@@ -113,7 +121,8 @@ class Runner(TrainingMixin, EvaluationMixin):
             "rng": {"torch": torch.get_rng_state(), "variables": self.var_generator.get_state(),
                     "external": rng.get_states()},
             "seed": self.seed,
-        }, self.checkpoint_path)
+            **(extra or {}),
+        }, path or self.checkpoint_path)
 
     def load_weights(self, path: str | Path) -> dict:
         ckpt = load_checkpoint(path)

@@ -106,11 +106,12 @@ class CsvTapLogger:
 
     ``CsvTapLogger(hub, "train.csv", ["train.step"])`` logs the trainer's per-step dict
     (step, stage, loss, lr, sink means); tensor taps are reduced to their mean (|x| for
-    complex).
+    complex). ``fields`` fixes the header up front (else the first row's keys do), so
+    columns that only later rows carry are kept.
     """
 
     def __init__(self, hub: TapHub, path: str | Path, names: list[str], min_interval: float = 0.0,
-                 every: int = 1, append: bool = False):
+                 every: int = 1, append: bool = False, fields: list[str] | None = None):
         self.path = Path(path)
         self._writer = None
         self._fields: list[str] = []
@@ -122,6 +123,10 @@ class CsvTapLogger:
             self._writer = csv.DictWriter(self._file, self._fields, extrasaction="ignore")
         else:
             self._file = open(self.path, "w", newline="")
+            if fields:          # the header up front: later rows may carry columns the first lacks
+                self._fields = list(fields)
+                self._writer = csv.DictWriter(self._file, self._fields, extrasaction="ignore")
+                self._writer.writeheader()
         self._subs = [hub.subscribe(n, self._on_value, min_interval, every) for n in names]
 
     @staticmethod
