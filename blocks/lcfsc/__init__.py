@@ -23,6 +23,6 @@ Modules (each registers its blocks; ``blocks/__init__`` imports them all):
                  reshape of eq. 1) and ``sink.mask_ratio`` (reports m* per image).
 
 Shared pieces: ``_swin`` (windows, attention, the CSI fusion masking model),
-``_common`` (CSI to real channels, checkpoint initialisation).
+``_common`` (CSI to real channels).
 """
 from . import adjscc, cvae, glue, modnet, npn, swin  # noqa: F401  (register the blocks)
