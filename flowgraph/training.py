@@ -86,9 +86,18 @@ class TrainingMixin:
     """Training for :class:`flowgraph.run.Runner` (uses its scheduler, log, taps, RNGs)."""
 
     # ---- stage settings ------------------------------------------------------------------
+    def graph_values(self) -> dict:
+        """The graph's variables as built (preset and --set applied). Stage settings are
+        evaluated against these, never against the scheduler's current values: those hold
+        the previous stage's last per-batch draws (a stage once trained at the previous
+        stage's last draw of train_snr_db instead of redrawing it)."""
+        if getattr(self, "_built_values", None) is None:    # first call: Runner.__init__'s check_stages
+            self._built_values = dict(self.graph.root.values)
+        return self._built_values
+
     def stage_settings(self, i: int) -> dict:
         st = self.spec.train[i]
-        values = self.graph.root.values
+        values = self.graph_values()
         ev = lambda v: _eval_value(v, values)  # noqa: E731
         vars_ = {k: ev(v) for k, v in st.items() if k not in STAGE_KEYS}
         vars_.update({k: ev(v) for k, v in (st.get("variables") or {}).items()})
@@ -221,7 +230,6 @@ class TrainingMixin:
                                fields=self._csv_fields(settings))
         try:
             for i in range(start_stage, len(self.spec.train)):
-                self.scheduler.reset_variables()     # stage settings see the graph's values
                 s = self.stage_settings(i)
                 if not s["enabled"]:
                     self.log(f"[{s['name']}] disabled (enabled: {self.spec.train[i].get('enabled')!r}); skipped")

@@ -154,6 +154,21 @@ def test_enabled_must_be_a_flag(write_graph):
                      "false, got 0.01"]
 
 
+def test_a_distribution_is_redrawn_in_every_stage(write_graph, tmp_path):
+    """Regression: the second stage used to train at the first stage's last draw of the
+    distribution (its settings were evaluated against the scheduler's current values)."""
+    stage = E2E.replace("    steps: $steps\n", "    steps: 4\n    sigma: $train_sigma\n")
+    t = text(stage + stage.replace("e2e", "again"), variables="  train_sigma: uniform(0, 1)\n")
+    r = run(write_graph, tmp_path, t)
+    for i in (0, 1):
+        assert repr(r.stage_settings(i)["variables"]["sigma"]) == "uniform(0, 1)"
+    r.train()
+    rows = train_csv(r)
+    again = [float(row["sigma"]) for row in rows if row["stage"] == "again"]
+    assert len(again) == 4 and len(set(again)) == 4
+    assert repr(r.stage_settings(1)["variables"]["sigma"]) == "uniform(0, 1)"     # still, after training
+
+
 # ---- parameter patterns and sub-module copies (issue 11.3) --------------------------------------------
 PATTERN_STAGE = """\
   - stage: control
