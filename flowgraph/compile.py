@@ -858,6 +858,12 @@ def _train_validate(v, spec, nodes, values, P):
     if not isinstance(v, dict):
         P("validate", "validate must be a mapping, e.g. {every: 500, metric: psnr}")
         return
+    try:
+        v = {**v, **{k: _eval_value(v[k], values) for k in ("metric", "split", "keep", "mode", "restore_best")
+                     if k in v}}
+    except ExpressionError as exc:
+        P("validate", f"validate: {exc}")
+        return
     for k in v:
         if k not in VALIDATE_KEYS:
             P(("validate", k), f"validate: unknown key '{k}' (known: {', '.join(VALIDATE_KEYS)})")

@@ -517,3 +517,38 @@ def test_new_stage_keys_reject_bad_values(write_graph):
     assert f"{path}:{line(t, 'batch: 0')}: train stage 'e2e': 'batch' must be an integer >= 1, got 0" in probs
     assert f"{path}:{line(t, 'accumulate')}: train stage 'e2e': 'accumulate' must be an integer >= 1, got 1.5" in probs
     assert any(p.endswith("init.checkpoint must be a file path ('' for none), got 3") for p in probs)
+
+
+# ---- graphs/examples: each capability in a shipped graph (their smoke runs are in test_graphs) ----------
+def _example(root, name, tmp_path, out, **kw):
+    return Runner(load_graph(root / "graphs" / "examples" / name), preset="smoke", out=tmp_path / out,
+                  quiet=True, **kw)
+
+
+def test_example_frozen_base_adapts_only_the_selected_layers(root, tmp_path):
+    r = _example(root, "frozen_base.yaml", tmp_path, "fb")
+    assert r.train(stop_after=3) is False           # the base stage's 3 steps; stops as adapt starts
+    before = weights(r)
+    assert r.train(resume=True)
+    after = weights(r)
+    changed = {k.split(".", 2)[1] + ":" + k.split(".", 2)[2] for k in before if not torch.equal(before[k], after[k])}
+    assert changed and all(k.startswith(("dec:net.0.", "dec:net.1.")) for k in changed), changed
+
+
+def test_example_warm_start_starts_from_the_other_run(root, tmp_path):
+    awgn = Runner(load_graph(root / "graphs" / "deepjscc_awgn.yaml"), preset="smoke", out=tmp_path / "awgn", quiet=True)
+    awgn.train()
+    ws = _example(root, "warm_start.yaml", tmp_path, "ws",
+                  overrides={"base_ckpt": str(awgn.checkpoint_path), "steps": 0})
+    ws.train()
+    for b in ("enc", "dec"):
+        a, w = awgn.scheduler.block(b).state_dict(), ws.scheduler.block(b).state_dict()
+        assert all(torch.equal(a[k], w[k]) for k in a), b
+
+
+def test_example_ema_validate_keeps_best_pt(root, tmp_path):
+    r = _example(root, "ema_validate.yaml", tmp_path, "ev")
+    r.train()
+    best = load_checkpoint(r.best_checkpoint_path)
+    vals = {int(row["step"]): float(row["val_psnr"]) for row in train_csv(r) if row["val_psnr"]}
+    assert sorted(vals) == [2, 4] and best["validation"]["best"] == max(vals.values())
