@@ -9,7 +9,8 @@ Subscribers receive detached CPU copies, throttled per subscription (``min_inter
 seconds between deliveries, or every ``every``-th publication). Publishing costs one
 set lookup when nobody listens to that name. Names: ``block.port`` for ports,
 ``block.tap`` for internal taps a block publishes, and engine taps such as
-``train.loss``, ``train.step`` (a dict of scalars per step) and ``eval.point``.
+``train.loss``, ``train.step`` (a dict of scalars per step), ``train.validate`` (a dict
+per validation during training) and ``eval.point``.
 Callbacks run on the engine's thread: a GUI marshals them to its own thread.
 """
 from __future__ import annotations

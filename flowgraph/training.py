@@ -334,7 +334,8 @@ class TrainingMixin:
                 if disc is not None:
                     d_loss = self._discriminator_steps(name, step, disc, gen, redraw, stage_vars, drawn)
                 gen.opt.zero_grad(set_to_none=True)
-                for micro in range(accum):
+                total = None                  # accumulate > 1: the sum of the micro-batch losses
+                for _ in range(accum):
                     if redraw:
                         drawn = sample_variables(redraw, self.var_generator)
                         sch.set_variables(drawn)
@@ -344,7 +345,7 @@ class TrainingMixin:
                     loss = self._checked_loss(name, step, gen.loss_fn, values, stage_vars)
                     if accum > 1:
                         (loss / accum).backward()
-                        total = loss.detach() if micro == 0 else total + loss.detach()
+                        total = loss.detach() if total is None else total + loss.detach()
                     else:
                         loss.backward()
                 self._check_grads(name, step, gen.params)
@@ -588,7 +589,7 @@ class TrainingMixin:
                 res = self.evaluate(metrics=[val.metric], batch=val.batch, images=val.images,
                                     points=[dict(val.at)], write=False, split=val.split)
                 row = res["rows"][0]
-                value = float(row.get(val.column, row[val.metric]))
+                value = float(row[val.column] if val.column in row else row[val.metric])
                 improved = val.better(value)
                 if improved:
                     val.best, val.best_step = value, step

@@ -144,17 +144,21 @@ class TwoIn(Block):
         return {"y": a if b is None else a + b}
 
 
-@register("testing.branch")
-class Branch(Block):
-    """y = base(x) + control(x), two same-shaped linear maps (B, N) -> (B, N): a frozen base
-    with a trainable branch, as in ControlNet-style fine-tuning."""
-    inputs = {"x": Port("real", ("B", "N"))}
-    outputs = {"y": Port("real", ("B", "N"))}
+class _Width(Block):
+    """Blocks whose vectors have n entries (port symbol N)."""
     params = {"n": Param(int, 4)}
 
     @classmethod
     def bind_dims(cls, p):
         return {"N": p["n"]}
+
+
+@register("testing.branch")
+class Branch(_Width):
+    """y = base(x) + control(x), two same-shaped linear maps (B, N) -> (B, N): a frozen base
+    with a trainable branch, as in ControlNet-style fine-tuning."""
+    inputs = {"x": Port("real", ("B", "N"))}
+    outputs = {"y": Port("real", ("B", "N"))}
 
     def __init__(self, **p):
         super().__init__(**p)
@@ -166,16 +170,11 @@ class Branch(Block):
 
 
 @register("testing.critic")
-class Critic(Block):
+class Critic(_Width):
     """A discriminator: one linear score per example for real and for fake inputs, same
     weights for both: real (B, N), fake (B, N) -> real (B,), fake (B,). Counts training calls."""
     inputs = {"real": Port("real", ("B", "N")), "fake": Port("real", ("B", "N"))}
     outputs = {"real": Port("real", ("B",)), "fake": Port("real", ("B",))}
-    params = {"n": Param(int, 4)}
-
-    @classmethod
-    def bind_dims(cls, p):
-        return {"N": p["n"]}
 
     def __init__(self, **p):
         super().__init__(**p)
