@@ -83,10 +83,6 @@ class Runner(TrainingMixin, EvaluationMixin):
         torch.manual_seed(self.seed)
         self.scheduler.seed_sources(self.seed + 2)
         self.var_generator = torch.Generator().manual_seed(self.seed + 1)
-        problems = self.check_stages()       # what only the built blocks can tell (training.py)
-        if problems:
-            self.log.close()
-            raise ValidationError(problems)
         self._write_run_info(command)
 
     # ---- run directory ---------------------------------------------------------------------

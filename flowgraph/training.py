@@ -26,9 +26,9 @@ from . import expr as E
 from . import rng
 from .block import Sink
 from .checkpoint import load_checkpoint
-from .compile import STAGE_KEYS, _eval_value, resolve_checkpoint_path
+from .compile import STAGE_KEYS, Scope, _eval_value, resolve_checkpoint_path
 from .ema import EMA
-from .errors import NonFiniteError, SemflowError
+from .errors import NonFiniteError, SemflowError, ValidationError
 from .losses import compile_loss
 from .rundir import Log, _fmt_duration
 from .scheduler import _key, sample_variables
@@ -87,12 +87,12 @@ class TrainingMixin:
 
     # ---- stage settings ------------------------------------------------------------------
     def graph_values(self) -> dict:
-        """The graph's variables as built (preset and --set applied). Stage settings are
-        evaluated against these, never against the scheduler's current values: those hold
-        the previous stage's last per-batch draws (a stage once trained at the previous
-        stage's last draw of train_snr_db instead of redrawing it)."""
-        if getattr(self, "_built_values", None) is None:    # first call: Runner.__init__'s check_stages
-            self._built_values = dict(self.graph.root.values)
+        """The graph's variables as built (preset and --set applied), computed afresh. Stage
+        settings are evaluated against these, never against the scheduler's current values:
+        those hold the last per-batch draws and sweep points (a stage once trained at the
+        previous stage's last draw of train_snr_db instead of redrawing it)."""
+        if getattr(self, "_built_values", None) is None:
+            self._built_values = Scope(self.spec).compute(self.graph.overrides)
         return self._built_values
 
     def stage_settings(self, i: int) -> dict:
@@ -154,9 +154,10 @@ class TrainingMixin:
 
     # ---- checks that need the built blocks ------------------------------------------------
     def check_stages(self) -> list:
-        """Run-start checks, one located problem each: what ``trainable`` and ``lr_by_block``
-        select (parameter names exist only once blocks are built), sub-module paths in
-        ``copy_weights``, and whether ``init`` checkpoints fit the blocks they initialise."""
+        """Checks before the first training step, one located problem each: what
+        ``trainable`` and ``lr_by_block`` select (parameter names exist only once blocks are
+        built), sub-module paths in ``copy_weights``, and whether ``init`` checkpoints fit
+        the blocks they initialise. :meth:`train` raises them as a ValidationError."""
         problems = []
         modules = self.scheduler.modules_by_name()
         for i in range(len(self.spec.train)):
@@ -211,6 +212,9 @@ class TrainingMixin:
     def train(self, resume: bool = False, stop_after: int | None = None) -> bool:
         """Run every enabled training stage. Returns False if stopped early (``stop_after``
         steps in total, or a stop request), True when all stages finished."""
+        problems = self.check_stages()       # what only the built blocks can tell
+        if problems:
+            raise ValidationError(problems)
         start_stage, start_step, ckpt = 0, 0, None
         if resume:
             if not self.checkpoint_path.is_file():

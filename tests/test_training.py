@@ -138,10 +138,11 @@ def test_a_stage_training_a_disabled_or_bypassed_block_is_caught_with_its_line(w
            "train or copy" in probs
 
 
-def test_a_stage_whose_blocks_have_no_parameters_fails_at_run_start_with_its_line(write_graph, tmp_path):
+def test_a_stage_whose_blocks_have_no_parameters_fails_before_training_with_its_line(write_graph, tmp_path):
     t = text(E2E + "  - stage: rx_only\n    trainable: [rx]\n    loss: mse(dec.y, src.x)\n    steps: 1\n")
     with pytest.raises(ValidationError) as exc:
-        run(write_graph, tmp_path, t)
+        run(write_graph, tmp_path, t).train()
+    assert not (tmp_path / "run" / "checkpoints").exists()          # nothing was trained
     assert str(exc.value) == (f"{tmp_path / 'g.yaml'}:{line(t, 'trainable: [rx]')}: train stage 'rx_only': "
                               "trainable blocks rx have no parameters: nothing to train (disable the stage "
                               "with enabled: ... in this configuration)")
@@ -203,14 +204,24 @@ def test_a_pattern_trains_only_matching_parameters_and_sub_modules_copy(write_gr
 def test_a_pattern_that_matches_nothing_fails_at_run_start(write_graph, tmp_path):
     t = text(PATTERN_STAGE.replace("br:control.*", "br:contrl.*"), BRANCH_BLOCKS, BRANCH_CONNS)
     with pytest.raises(ValidationError) as exc:
-        run(write_graph, tmp_path, t)
+        run(write_graph, tmp_path, t).train()
     assert str(exc.value) == (f"{tmp_path / 'g.yaml'}:{line(t, 'trainable:')}: train stage 'control': trainable "
                               "'br:contrl.*': pattern 'contrl.*' matches no parameter of block 'br' (parameters: "
                               "base.weight, base.bias, control.weight, control.bias)")
     t = text(PATTERN_STAGE.replace('"br:base"', '"br:bse"'), BRANCH_BLOCKS, BRANCH_CONNS)
     with pytest.raises(ValidationError, match=r"g.yaml:\d+: train stage 'control': 'br:bse': block 'br' has no "
                                               r"sub-module 'bse' \(top-level sub-modules: base, control\)"):
-        run(write_graph, tmp_path, t, name="b")
+        run(write_graph, tmp_path, t, name="b").train()
+
+
+def test_run_start_problems_are_one_line_each_on_the_cli(write_graph, tmp_path, capsys):
+    from flowgraph.cli import main
+    t = text(PATTERN_STAGE.replace("br:control.*", "br:contrl.*"), BRANCH_BLOCKS, BRANCH_CONNS)
+    path = write_graph(t)
+    assert main(["run", str(path), "--quiet", "--out", str(tmp_path / "r")]) == 1
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err[0].startswith(f"{path}:{line(t, 'trainable:')}: train stage 'control': trainable 'br:contrl.*'")
+    assert err[1:] == ["semflow: error: graph has 1 problem(s); see above"]
 
 
 def test_selector_syntax_errors_are_static(write_graph):
@@ -225,7 +236,7 @@ def test_whole_block_copy_between_different_shapes_is_one_located_line(write_gra
     t = text(E2E + "  - stage: second\n    trainable: [dec]\n    copy_weights: {dec: enc}\n"
                    "    loss: mse(dec.y, src.x)\n    steps: 0\n")
     with pytest.raises(ValidationError) as exc:
-        run(write_graph, tmp_path, t)
+        run(write_graph, tmp_path, t).train()
     assert str(exc.value) == (f"{tmp_path / 'g.yaml'}:{line(t, 'copy_weights')}: train stage 'second': "
                               "copy_weights dec <- enc: parameter 'lin.weight' has shape (8, 4) in the source "
                               "but (4, 8) here")
@@ -348,14 +359,14 @@ def test_init_errors_name_the_file_the_block_and_the_parameter(write_graph, tmp_
     a = run(write_graph, tmp_path, text(), name="a", overrides={"steps": 1})
     a.train()
     with pytest.raises(ValidationError) as exc:      # a graph whose encoder is 4 -> 6
-        run(write_graph, tmp_path, t, name="b", overrides={"ckpt": str(a.checkpoint_path), "hidden": 6})
+        run(write_graph, tmp_path, t, name="b", overrides={"ckpt": str(a.checkpoint_path), "hidden": 6}).train()
     assert str(exc.value) == (f"{tmp_path / 'g.yaml'}:{line(t, 'init:')}: train stage 'e2e': init: enc <- "
                               f"{a.checkpoint_path}:enc: parameter 'lin.weight' has shape (8, 4) in the source "
                               "but (6, 4) here")
     other = t.replace("blocks: {enc: enc}", "blocks: {enc: encoder}")
     with pytest.raises(ValidationError, match=r"init: 'encoder': the checkpoint holds no block 'encoder' "
                                               r"\(it holds: dec, enc, src\)"):
-        run(write_graph, tmp_path, other, name="c", overrides={"ckpt": str(a.checkpoint_path)})
+        run(write_graph, tmp_path, other, name="c", overrides={"ckpt": str(a.checkpoint_path)}).train()
 
 
 # ---- validation during training (issue 11.5) -------------------------------------------------------------------------
