@@ -545,9 +545,11 @@ class TrainingMixin:
         state = state.get("blocks", state)
         for dst, src in init["blocks"].items():
             for d, s_ in pairs(modules, dst, src):
+                module = submodule(modules, d)[1]
+                if not module.state_dict():
+                    continue          # nothing to load (e.g. a parameterless block inside a graph block)
                 what = f"{d} <- {path}:{s_}"
                 sub = checkpoint_state(state, s_)
-                module = submodule(modules, d)[1]
                 load_into(module, sub, what) if load else check_fit(module, sub, what)
         if load:
             self.log(f"[{stage}] initialised {', '.join(f'{d} <- {s_}' for d, s_ in init['blocks'].items())} "

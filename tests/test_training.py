@@ -563,3 +563,63 @@ def test_example_ema_validate_keeps_best_pt(root, tmp_path):
     best = load_checkpoint(r.best_checkpoint_path)
     vals = {int(row["step"]): float(row["val_psnr"]) for row in train_csv(r) if row["val_psnr"]}
     assert sorted(vals) == [2, 4] and best["validation"]["best"] == max(vals.values())
+
+
+# ---- graph blocks: outer/inner selectors, and init of a whole graph block ------------------------------
+CODEC = """\
+format: 1
+name: codec
+variables: {n: 4, hidden: 8, sigma: 0.0}
+ports:
+  inputs: {x: enc.x}
+  outputs: {y: dec.y}
+blocks:
+  enc: {type: testing.affine, params: {n: $n, m: $hidden}}
+  cx:  {type: testing.to_complex}
+  ch:  {type: testing.noise, params: {sigma: $sigma}}
+  rx:  {type: testing.to_real}
+  dec: {type: testing.affine, params: {n: $hidden, m: $n}}
+connections:
+  - enc.y -> cx.x
+  - cx.z -> ch.z
+  - ch.z -> rx.z
+  - rx.x -> dec.x
+"""
+TOP = """\
+format: 1
+name: top
+variables: {ckpt: ""}
+blocks:
+  src: {type: testing.vectors}
+  codec: {type: "graph:codec.yaml"}
+  err: {type: testing.mse}
+connections:
+  - src.x -> codec.x
+  - codec.y -> err.pred
+  - src.x -> err.target
+train:
+  - stage: s
+    trainable: [TRAINABLE]
+    INIT
+    loss: mse(codec/dec.y, src.x)
+    steps: 2
+"""
+
+
+def test_inner_blocks_of_graph_blocks_are_selected_and_initialised(write_graph, tmp_path):
+    write_graph(CODEC, "codec.yaml")
+    top = TOP.replace("TRAINABLE", "codec/dec").replace("    INIT\n", "")
+    r = run(write_graph, tmp_path, top, fname="top.yaml")
+    w0 = weights(r)
+    r.train()
+    changed = {k for k, v in weights(r).items() if not torch.equal(v, w0[k])}
+    assert changed == {"blocks.codec__dec.lin.weight", "blocks.codec__dec.lin.bias"}
+    # a whole graph block from a checkpoint: codec/* <- codec/*
+    warm = TOP.replace("TRAINABLE", "codec").replace("INIT", "init: {checkpoint: $ckpt, blocks: [codec]}")
+    b = run(write_graph, tmp_path, warm.replace("steps: 2", "steps: 0"), name="b", fname="warm.yaml",
+            overrides={"ckpt": str(r.checkpoint_path)})
+    b.train()
+    assert_same({k: v for k, v in weights(b).items() if "codec" in k},
+                {k: v for k, v in weights(r).items() if "codec" in k})
+    probs, path = problems(write_graph, TOP.replace("TRAINABLE", "codec/dek").replace("    INIT\n", ""))
+    assert any("trainable block 'codec/dek' does not exist inside graph block 'codec'" in p for p in probs)
