@@ -313,8 +313,12 @@ class Apply(Block):
     the Nt antennas, entries of h have unit average gain, N0 = 10^(-snr_db/10) per receive
     antenna. Differentiable in x and h.
 
-    Shapes: x complex (B, Nt, ...), h complex (B, K, Nt, ...) with the same trailing dims
-            (OFDM: x (B, Nt, S, F), h (B, K, Nt, S, F)) -> y complex (B, K, ...).
+    A singleton trailing axis of h is broadcast over x's: a static channel h (B, K, Nt, 1, F)
+    (one draw per frame) serves an L-symbol pilot frame x (B, Nt, L, F) and a Q-symbol data
+    frame x (B, Nt, Q, F) alike, exactly as if h were expanded to every OFDM symbol.
+
+    Shapes: x complex (B, Nt, ...), h complex (B, K, Nt, ...) with the same trailing dims or
+            1 (OFDM: x (B, Nt, S, F), h (B, K, Nt, S or 1, F)) -> y complex (B, K, ...).
     """
     inputs = {"x": Port("complex", ("B", "Nt", "..."), tag="symbols", doc="transmit signal"),
               "h": Port("complex", ("B", "K", "Nt", "..."), tag="csi", doc="channel to apply")}
@@ -325,9 +329,11 @@ class Apply(Block):
     channel_input = "x"
 
     def forward(self, x, h):
-        if h.dim() != x.dim() + 1 or h.shape[0] != x.shape[0] or h.shape[2:] != x.shape[1:]:
+        fits = h.dim() == x.dim() + 1 and h.shape[0] == x.shape[0] and h.shape[2] == x.shape[1] \
+            and all(dh in (dx, 1) for dh, dx in zip(h.shape[3:], x.shape[2:]))
+        if not fits:
             raise ValueError(f"channel.apply: h {tuple(h.shape)} does not fit x {tuple(x.shape)} "
-                             f"(expects h (B, K, Nt, ...) for x (B, Nt, ...))")
+                             f"(expects h (B, K, Nt, ...) for x (B, Nt, ...), trailing axes equal or 1)")
         y = (h * x.unsqueeze(1).to(h.dtype)).sum(dim=2)
         if self.p.add_noise:
             ab = torch.randn(*y.shape, 2, dtype=y.real.dtype, device=y.device)
