@@ -350,6 +350,12 @@ def test_combine_model_driven_only_switch_needs_beta_d_off_zero():
     assert not torch.allclose(comb(x_d=xd, x_m=xm)["x"], comb(x_m=xm)["x"])
     # A2: data-driven only (x_m unconnected)
     assert not torch.allclose(comb(x_d=xd, x_m=xm)["x"], comb(x_d=xd)["x"])
+    # the same two switches as params (the graphs' variant switch): equal to leaving a port open
+    md_only, dd_only = _pair("precoder.jscbf_combine", {"use_data": False}, {"use_model": False})
+    with torch.no_grad():
+        md_only.beta[0] = dd_only.beta[0] = 0.5
+    assert torch.equal(md_only(x_d=xd, x_m=xm)["x"], comb(x_m=xm)["x"])
+    assert torch.equal(dd_only(x_d=xd, x_m=xm)["x"], comb(x_d=xd)["x"])
 
 
 def test_combine_fixed_betas_do_not_train():

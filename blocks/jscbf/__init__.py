@@ -33,4 +33,4 @@ F = N_c subcarriers, Q = data OFDM symbols, L = pilot OFDM symbols. Modules:
 Shared pieces: ``_transformer`` (the sequence transformer of Figs. 4-8), the Swin blocks of
 ``blocks.lcfsc._swin`` and eq. 26's K x K solve ``blocks.mimo.precoders.wmmse_beamformer``.
 """
-from . import beamforming, decoder, encoder, lamp  # noqa: F401  (register the blocks)
+from . import beamforming, decoder, encoder, lamp  # noqa: F401  (register the blocks; complexity is a tool)

@@ -213,8 +213,9 @@ class JSCBFCombine(Block):
       code:  the notebook's rule (cell 11): each subcarrier n scaled to energy Q power using
              the branch powers ||beta_d X_d[n]||^2 + ||beta_m X_m[n]||^2 computed separately
              (the cross term is ignored; no power allocation across subcarriers is possible).
-    An unconnected branch counts as zero (x_d unconnected = "model-driven beamforming only",
-    Table II; x_m unconnected = data-driven only).
+    An unconnected or switched-off branch counts as zero: ``use_data: false`` (or x_d
+    unconnected) is Table II's "model-driven beamforming only", ``use_model: false`` (or x_m
+    unconnected) data-driven only.
 
     Shapes: x_d complex (B, Nt, Q, F) optional, x_m complex (B, Nt, Q, F) optional
             -> x complex (B, Nt, Q, F).
@@ -228,7 +229,9 @@ class JSCBFCombine(Block):
               "learn_beta": Param(bool, True, "learnable betas (false: fixed at their initial values)"),
               "power_rule": Param(str, "paper", "paper (eq. 29 cap), equal (always Q P_t) or code "
                                                 "(per-subcarrier, notebook)", choices=("paper", "equal", "code")),
-              "power": Param(float, 1.0, "P_t / N_c: energy per resource element summed over antennas")}
+              "power": Param(float, 1.0, "P_t / N_c: energy per resource element summed over antennas"),
+              "use_data": Param(bool, True, "add the data-driven branch (false: model-driven only, Table II)"),
+              "use_model": Param(bool, True, "add the model-driven branch (false: data-driven only)")}
     taps = {"beta_d": "beta_d (scalar)", "beta_m": "beta_m (scalar)",
             "energy": "frame energy per resource element, (B,)"}
 
@@ -244,8 +247,10 @@ class JSCBFCombine(Block):
             raise ValueError(f"precoder.jscbf_combine: power must be > 0, got {p.power}")
 
     def forward(self, x_d=None, x_m=None):
+        x_d = x_d if self.p.use_data else None
+        x_m = x_m if self.p.use_model else None
         if x_d is None and x_m is None:
-            raise ValueError("precoder.jscbf_combine: connect x_d, x_m or both")
+            raise ValueError("precoder.jscbf_combine: no branch left: connect and enable x_d, x_m or both")
         ref = x_m if x_m is not None else x_d
         b, _, q, nf = ref.shape
         bd, bm = self.beta[0], self.beta[1]

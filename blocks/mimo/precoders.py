@@ -252,7 +252,8 @@ class WMMSE(_Precoder):
         n0 = noise_var(self.p.snr_db)
         se2 = float(self.p.sigma_e2)
         rdt = hf.real.dtype
-        f = herm(hf) if k > nt else rzf_matrix(hf, 0.0)
+        # ZF start; the EPS ridges keep a vanishing estimate (h_hat ~ 0) finite instead of singular
+        f = herm(hf) if k > nt else rzf_matrix(hf, EPS)
         p = torch.ones(b, r, dtype=rdt, device=hf.device)          # power per RE, sum = R
 
         def scale_to(f, p):
@@ -275,7 +276,7 @@ class WMMSE(_Precoder):
             lam = 1.0 / eps                                        # eq. 24
             c = lam * energy(e)                                    # (B, R, K)
             csum = c.sum(-1, keepdim=True)
-            beta = n0 / ps[..., None] * csum + se2 * (csum - c)    # (B, R, K)
+            beta = n0 / ps[..., None] * csum + se2 * (csum - c) + EPS   # (B, R, K)
             fk = wmmse_beamformer(hf, c, lam * e.conj(), beta)     # eq. 26, (B, R, Nt, K)
             fdir = scale_to(fk, torch.ones_like(p))
         f = scale_to(fdir, p)
