@@ -17,7 +17,7 @@ from flowgraph.registry import register
 
 from ..lcfsc._swin import PatchSplit, SwinBlock, check_lists
 from ._transformer import SequenceTransformer
-from .encoder import SWIN_PARAMS, conv_head, latent_side, real_tokens
+from .encoder import SWIN_PARAMS, JSCBFImage, conv_head, latent_side, real_tokens
 
 
 @register("decoder.jscbf_rx")
@@ -81,10 +81,7 @@ class JSCBFSwinDecoder(Block):
               "output": Param(str, "clamp", "clamp: raw in training, clamped to [0, 1] in eval "
                                             "(notebook); sigmoid", choices=("clamp", "sigmoid"))}
     taps = {f"attn_stage{i}": f"attention weights of the last block of decoder stage {i}" for i in range(1, 5)}
-
-    @classmethod
-    def bind_dims(cls, p):
-        return {"H": p["size"], "W": p["size"], "F": p["n_subcarriers"], "Q2": 2 * p["q"]}
+    bind_dims = JSCBFImage.bind_dims
 
     def __init__(self, **params):
         super().__init__(**params)
