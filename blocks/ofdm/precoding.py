@@ -36,7 +36,7 @@ class OFDMPrecoder(Block):
     alpha (``check_gradients``); ZF gradients blow up on ill-conditioned REs (seed 003 Fig. 10).
 
     w is returned in the OFDM layout: w[b, :, k, s, f] is user k's precoding vector on RE
-    (s, f), matching h[b, k, :, s, f]; ``csirs.permute`` with dims [0, 3, 4, 1, 2] turns both
+    (s, f), matching h[b, k, :, s, f]; ``tensor.permute`` with dims [0, 3, 4, 1, 2] turns both
     into the per-RE matrix layout of ``sink.sum_rate`` / ``sink.spectral_efficiency``.
 
     Static channel: an h with one OFDM symbol (Sh = 1) serves a grid of any S. W is then
