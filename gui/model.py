@@ -13,9 +13,9 @@ No widgets here. Every edit is a command on ``self.undo`` (a QUndoStack), valida
 from __future__ import annotations
 
 import copy
+import hashlib
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import yaml
@@ -31,6 +31,7 @@ from flowgraph.shapes import fmt
 
 from . import commands as C
 from .layout import auto_layout
+from .roundtrip import render
 
 NEW_GRAPH = "format: 1\nname: untitled\nvariables: {}\nblocks: {}\nconnections: []\n"
 _SENTINEL_LINE = 987654321      # marks the trial connection in connect() checks
@@ -38,7 +39,8 @@ CLIPBOARD_KEY = "semflow-clipboard"
 
 
 class EditorModel(QObject):
-    #: what changed: "structure", "positions", "variables", "block:<name>", "file", "errors"
+    #: what changed: "structure", "positions", "variables", "block:<name>", "file" (another graph),
+    #: "saved" (same graph, re-read after a save), "errors"
     changed = Signal(str)
     validated = Signal()
     dirtyChanged = Signal(bool)
@@ -49,6 +51,9 @@ class EditorModel(QObject):
         self.undo.cleanChanged.connect(self._on_clean)
         self.spec: GraphSpec = loads_graph(NEW_GRAPH, "untitled.yaml")
         self.path: Path | None = None
+        # the file as read: saving edits this text (comments and layout kept), see roundtrip.py
+        self._text: str | None = None
+        self._base: dict | None = None
         self.recovered = False            # loaded from an autosave: dirty until saved
         self.compiled: CompiledGraph | None = None
         self.problems: list = []
@@ -135,8 +140,7 @@ class EditorModel(QObject):
             except RegistryError:
                 return {}, {}
             return dict(cls.inputs), dict(cls.outputs)
-        rel = type_id[len(GRAPH_TYPE_PREFIX):]
-        path = next((p for p in (Path(self.spec.path).parent / rel, Path(rel)) if p.is_file()), None)
+        path = self.graph_file(type_id)
         if path is None:
             return {}, {}
         try:
@@ -158,6 +162,25 @@ class EditorModel(QObject):
                     ports[port] = p
             sides.append(ports)
         return sides[0], sides[1]
+
+    def graph_file(self, type_id: str) -> Path | None:
+        """The file of a ``graph:`` block type, resolved as the engine does: relative to the
+        including file first, then to the working directory."""
+        rel = type_id[len(GRAPH_TYPE_PREFIX):]
+        return next((p for p in (Path(self.spec.path).parent / rel, Path(rel)) if p.is_file()), None)
+
+    def _graph_type_for(self, path, folder: Path) -> str:
+        rel = os.path.relpath(Path(path).resolve(), folder.resolve())
+        return GRAPH_TYPE_PREFIX + Path(rel).as_posix()
+
+    def _rebase_graph_types(self, folder: Path) -> None:
+        """Sub-graph paths are saved relative to the including file (so the saved graph
+        works from any working directory and wherever the folder is moved)."""
+        for b in self.spec.blocks.values():
+            f = self.graph_file(b.type) if b.is_graph else None
+            if f is not None:
+                b.type = self._graph_type_for(f, folder)
+        self._port_cache.clear()
 
     def port_tooltip(self, block: str, port: str, output: bool) -> str:
         """Kind and shape of a port, dims resolved to numbers where the graph fixes them."""
@@ -211,6 +234,9 @@ class EditorModel(QObject):
             base = type_id.split(".", 1)[1]
         else:
             base = Path(type_id[len(GRAPH_TYPE_PREFIX):]).stem
+            f = self.graph_file(type_id)
+            if f is not None:             # a path relative to this graph's folder, as saved
+                type_id = self._graph_type_for(f, Path(self.spec.path).parent)
         name = name or self.unique_name(base)
         if name in self.spec.blocks:
             raise GraphError(f"block '{name}' already exists")
@@ -380,8 +406,19 @@ class EditorModel(QObject):
             spec = load_graph(path)
         self._load(spec, path, recovered=recover)
 
+    def _remember_file(self, path: Path | None) -> None:
+        """Keep the file's text and its graph: the base that a save edits."""
+        self._text = self._base = None
+        if path is not None and path.is_file():
+            try:
+                self._text = path.read_text(encoding="utf-8")
+                self._base = loads_graph(self._text, str(path)).to_dict()
+            except (OSError, GraphError):
+                self._text = self._base = None
+
     def _load(self, spec: GraphSpec, path: Path | None, recovered: bool = False) -> None:
         self.spec, self.path, self.recovered = spec, path, recovered
+        self._remember_file(path)
         self._port_cache.clear()
         self.runtime_errors.clear()
         missing = auto_layout(spec, {n: p for n, p in self.positions().items() if n in spec.blocks})
@@ -393,7 +430,9 @@ class EditorModel(QObject):
         self.dirtyChanged.emit(self.dirty)
 
     def save(self, path=None) -> Path:
-        """Write the YAML (atomically); reload it so problem lines match ``semflow validate``."""
+        """Write the YAML (atomically) as an edit of the file's text: comments, order and
+        layout of untouched lines stay (``gui/roundtrip.py``). Reload it so problem lines
+        match ``semflow validate``."""
         path = Path(path or self.path or "")
         if not str(path) or path.is_dir():
             raise GraphError("save: no file name given")
@@ -401,21 +440,33 @@ class EditorModel(QObject):
             path = path.with_suffix(".yaml")
         if self.spec.name in ("untitled", "") and path.stem:
             self.spec.name = path.stem
-        self.spec.save(path)
+        self._rebase_graph_types(path.parent)
+        text = render(self._text, self._base, self.spec.to_dict(), str(path))
+        tmp = path.with_name(path.name + ".tmp")
+        tmp.write_text(text, encoding="utf-8")
+        os.replace(tmp, path)
+        old = self.path
         self.spec = load_graph(path)
         self.path, self.recovered = path, False
+        self._remember_file(path)
+        discard_autosave(old)
         discard_autosave(path)
         self.undo.setClean()
         self.revalidate()
-        self.changed.emit("file")
+        self.changed.emit("saved")
         self.dirtyChanged.emit(self.dirty)
         return path
 
+    def discard_changes(self) -> None:
+        """The user chose not to keep the edits: forget their recovery file too."""
+        discard_autosave(self.path)
+
     def autosave(self) -> Path | None:
-        """Write the recovery file if there are unsaved changes."""
+        """Write the recovery file (in the per-user state folder) if there are unsaved changes."""
         if not self.dirty:
             return None
         target = autosave_path(self.path)
+        target.parent.mkdir(parents=True, exist_ok=True)
         tmp = target.with_name(target.name + ".tmp")
         tmp.write_text(self.spec.dumps(), encoding="utf-8")
         os.replace(tmp, target)
@@ -431,13 +482,23 @@ def _split_conn(text: str) -> tuple:
     return c.src, c.src_port, c.dst, c.dst_port
 
 
+def state_dir() -> Path:
+    """Per-user state folder: ``$SEMFLOW_STATE_DIR``, else ``$XDG_STATE_HOME/semflow``
+    (``~/.local/state/semflow``). Autosaves live here, never next to the graphs."""
+    if os.environ.get("SEMFLOW_STATE_DIR"):
+        return Path(os.environ["SEMFLOW_STATE_DIR"])
+    base = os.environ.get("XDG_STATE_HOME") or Path.home() / ".local" / "state"
+    return Path(base) / "semflow"
+
+
 def autosave_path(path) -> Path:
-    """``<file>.autosave`` next to the graph; untitled graphs autosave in the temp dir."""
+    """The recovery file of a graph file (``None``: the untitled graph), keyed by its absolute path."""
+    folder = state_dir() / "autosave"
     if path is None:
-        user = os.getuid() if hasattr(os, "getuid") else 0
-        return Path(tempfile.gettempdir()) / f"semflow-untitled-{user}.yaml.autosave"
-    path = Path(path)
-    return path.with_name(path.name + ".autosave")
+        return folder / "untitled.yaml.autosave"
+    path = Path(path).absolute()
+    digest = hashlib.sha1(str(path).encode()).hexdigest()[:12]
+    return folder / f"{path.stem}-{digest}.yaml.autosave"
 
 
 def recovery_for(path) -> Path | None:

@@ -13,6 +13,7 @@ from .canvas import GraphScene, GraphView
 from .model import EditorModel, discard_autosave, recovery_for
 from .palette import Palette
 from .properties import PropertyPanel
+from .recent import RecentFiles
 from .run_panel import RunPanel
 from .tapbridge import TapBridge
 from .variables import VariablesPanel
@@ -30,11 +31,14 @@ class MainWindow(QMainWindow):
         self.setCentralWidget(self.view)
         #: asks the user a yes/no/cancel question; tests replace it
         self.ask = self._ask_box
+        self.recent = RecentFiles()
 
         self.blocks_palette = Palette(graph_dirs)
         self.properties = PropertyPanel(self.model)
         self.variables = VariablesPanel(self.model)
         self.problems = QListWidget()
+        self.problems.setWordWrap(True)                   # long validate lines are read whole
+        self.problems.setTextElideMode(Qt.ElideNone)
         self.bridge = TapBridge(parent=self)
         self.run_panel = RunPanel(self.model, self.bridge, out_root)
         self.views = {cls.title: cls(self.model) for cls in ALL_VIEWS}
@@ -43,7 +47,7 @@ class MainWindow(QMainWindow):
         for title, v in self.views.items():
             self.view_tabs.addTab(v, title)
             self._watch(v)
-            v.tapsChanged.connect(lambda v=v: self._watch(v))
+            v.tapsChanged.connect(lambda v=v: (v.clear(), self._watch(v)))   # old tap's data goes
 
         self.docks = {}
         self._dock("Blocks", self.blocks_palette, Qt.LeftDockWidgetArea)
@@ -78,7 +82,7 @@ class MainWindow(QMainWindow):
         self.bridge.watch("live.frame", self.control.on_frame, 0.0)
         self.run_panel.runStarted.connect(lambda: [v.clear() for v in self.views.values()])
         self.autosave_timer = QTimer(self, interval=autosave_ms)
-        self.autosave_timer.timeout.connect(self.model.autosave)
+        self.autosave_timer.timeout.connect(self._autosave)
         self.autosave_timer.start()
         self._show_problems()
         self._update_title()
@@ -116,6 +120,8 @@ class MainWindow(QMainWindow):
         self._action(f, "Open…", lambda: self.open_file(), QKeySequence.Open)
         self._action(f, "Save", self.save, QKeySequence.Save)
         self._action(f, "Save as…", self.save_as, QKeySequence.SaveAs)
+        self.recent_menu = f.addMenu("Open recent")
+        self.recent_menu.aboutToShow.connect(self._fill_recent)
         f.addSeparator()
         self._action(f, "Quit", self.close, QKeySequence.Quit)
         e = mb.addMenu("&Edit")
@@ -140,6 +146,43 @@ class MainWindow(QMainWindow):
         v = mb.addMenu("&View")
         for d in self.docks.values():
             v.addAction(d.toggleViewAction())
+        h = mb.addMenu("&Help")
+        self._action(h, "Keys and gestures", self.show_help, QKeySequence.HelpContents)
+        self._action(h, "Block documentation", self._doc_of_selection)
+        tb = self.addToolBar("Run")               # always visible: Stop never hides behind a tab
+        tb.setObjectName("run-toolbar")
+        self.run_action = tb.addAction("▶ Run", lambda: self.run_panel.start())
+        self.pause_action = tb.addAction("❚❚ Pause")
+        self.pause_action.setCheckable(True)
+        self.pause_action.toggled.connect(self.run_panel.pause_btn.setChecked)
+        self.run_panel.pause_btn.toggled.connect(self.pause_action.setChecked)
+        self.run_panel.pause_btn.toggled.connect(
+            lambda on: self.pause_action.setText("▶ Resume" if on else "❚❚ Pause"))
+        self.stop_action = tb.addAction("■ Stop", self.run_panel.stop)
+        self.run_panel.runningChanged.connect(self._on_running)
+        self._on_running(False)
+
+    def _on_running(self, on: bool):
+        self.run_action.setEnabled(not on)
+        self.pause_action.setEnabled(on)
+        self.stop_action.setEnabled(on)
+
+    def _fill_recent(self):
+        self.recent_menu.clear()
+        for p in self.recent.paths():
+            self.recent_menu.addAction(p, lambda p=p: self.open_file(p))
+        if self.recent_menu.isEmpty():
+            self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def show_help(self):
+        from .help import show_help
+        return show_help(self)
+
+    def _doc_of_selection(self):
+        from .palette import show_doc
+        names = self.scene.selected_blocks()
+        if names:
+            show_doc(self.model.spec.blocks[names[0]].type, self)
 
     # ---- files ----------------------------------------------------------------------------
     def _ask_box(self, title: str, text: str, buttons=("yes", "no", "cancel")) -> str:
@@ -151,6 +194,12 @@ class MainWindow(QMainWindow):
         answer = QMessageBox.question(self, title, text, flags)
         return next((b for b in buttons if std[b] == answer), "cancel")
 
+    def _autosave(self):
+        # never while a dialog is up: the user is answering "save / discard?" or picking a
+        # file, and a recovery file written then would outlive the answer
+        if QApplication.activeModalWidget() is None:
+            self.model.autosave()
+
     def maybe_save(self) -> bool:
         """Prompt for unsaved changes; False means the user cancelled."""
         if not self.model.dirty:
@@ -160,20 +209,31 @@ class MainWindow(QMainWindow):
         if answer == "save":
             return self.save()
         if answer == "discard":
-            discard_autosave(self.model.path)
+            self.model.discard_changes()
         return answer == "discard"
 
+    def maybe_stop_run(self) -> bool:
+        """A run belongs to the graph it started from: stop it (after asking) before that
+        graph goes away. False means the user chose to keep it running."""
+        if not self.run_panel.running:
+            return True
+        if self.ask("A run is in progress", f"Stop the run of {self.run_panel.run_graph_name}?",
+                    ("yes", "cancel")) != "yes":
+            return False
+        self.run_panel.stop_and_wait()
+        return True
+
     def new_file(self):
-        if self.maybe_save():
+        if self.maybe_stop_run() and self.maybe_save():
             self.model.new_graph()
 
     def open_file(self, path=None) -> bool:
-        if not self.maybe_save():
-            return False
-        if path is None:
+        if path is None:            # pick first: a cancelled dialog changes nothing
             path, _ = QFileDialog.getOpenFileName(self, "Open graph", "graphs", FILE_FILTER)
             if not path:
                 return False
+        if not self.maybe_stop_run() or not self.maybe_save():
+            return False
         recover = False
         if recovery_for(path) is not None:
             recover = self.ask("Recover unsaved changes",
@@ -186,6 +246,7 @@ class MainWindow(QMainWindow):
         except Exception as exc:
             QMessageBox.warning(self, "Cannot open", str(exc))
             return False
+        self.recent.add(path)
         return True
 
     def offer_untitled_recovery(self) -> bool:
@@ -215,10 +276,7 @@ class MainWindow(QMainWindow):
         return True
 
     def closeEvent(self, event):
-        if self.run_panel.running:
-            self.run_panel.stop()
-            self.run_panel.worker.wait(10_000)
-        if self.maybe_save():
+        if self.maybe_stop_run() and self.maybe_save():
             discard_autosave(self.model.path)
             event.accept()
         else:
@@ -249,6 +307,9 @@ class MainWindow(QMainWindow):
     # ---- reactions ------------------------------------------------------------------------
     def _on_model_changed(self, what: str):
         if what == "file":
+            for v in self.views.values():             # data of the previous graph
+                v.clear()
+            self.control.readout.clear()
             self._update_title()
             QTimer.singleShot(0, self.view.fit)     # after the docks settled the view's size
 
@@ -263,6 +324,8 @@ class MainWindow(QMainWindow):
         self.problems.clear()
         lines = [str(p) for p in self.model.problems]
         self.problems.addItems(lines)
+        for i, line in enumerate(lines):
+            self.problems.item(i).setToolTip(line)
         n = len(lines)
         self.problem_label.setText("<span style='color:#2e7d32'>valid ✓</span>" if not n else
                                    f"<span style='color:#c62828'>{n} problem{'s' * (n != 1)}</span>")

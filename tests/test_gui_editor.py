@@ -9,6 +9,12 @@ from flowgraph.compile import compile_graph  # noqa: E402
 from flowgraph.graph import load_graph  # noqa: E402
 
 pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path, monkeypatch):
+    """Autosaves and recent files go to a per-test state folder, never the user's."""
+    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
 

@@ -6,6 +6,12 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.gui
+
+
+@pytest.fixture(autouse=True)
+def _state_dir(tmp_path, monkeypatch):
+    """Autosaves and recent files go to a per-test state folder, never the user's."""
+    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
 TIMEOUT_MS = 120_000          # the CPU may be shared; the smoke run itself takes seconds

@@ -99,7 +99,7 @@ class LiveView(QWidget):
         self.layout_ = QVBoxLayout(self)
         self.layout_.setContentsMargins(2, 2, 2, 2)
         self.layout_.addLayout(self.bar)
-        model.changed.connect(lambda what: what in ("file", "structure") and self.refresh_selectors(what == "file"))
+        model.changed.connect(lambda what: what in ("file", "saved", "structure") and self.refresh_selectors(what == "file"))
 
     def finish_bar(self):
         """Right end of the tool bar: where the shown data comes from. A QLabel, not a plot

@@ -46,7 +46,7 @@ class ControlView(QWidget):
         self.var.currentTextChanged.connect(self._on_var)
         self.slider.valueChanged.connect(self._on_slider)
         self.value.valueChanged.connect(self._on_value)
-        model.changed.connect(lambda what: what in ("file", "variables") and self.refresh())
+        model.changed.connect(lambda what: what in ("file", "saved", "variables") and self.refresh())
         self.refresh()
 
     def numeric_variables(self) -> dict:

@@ -51,7 +51,7 @@ def add_metric_picker(view: LiveView, model) -> _MetricPicker:
     view.bar.addWidget(box)
     view.finish_bar()
     box.currentTextChanged.connect(lambda _t: view.redraw())
-    model.changed.connect(lambda what: what in ("file", "structure") and box.refresh())
+    model.changed.connect(lambda what: what in ("file", "saved", "structure") and box.refresh())
     return box
 
 
