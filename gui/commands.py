@@ -219,3 +219,18 @@ class SetVariable(_Cmd):
         self._set(self.old)
 
 
+
+
+class SetType(_Cmd):
+    """Change a block's type (an unknown type to a suggested one); params and wires stay."""
+
+    def __init__(self, model, block: str, type_id: str):
+        super().__init__(model, f"retype {block} to {type_id}")
+        self.block, self.new = block, type_id
+        self.old = model.spec.blocks[block].type
+
+    def apply(self):
+        self.spec.blocks[self.block].type = self.new
+
+    def revert(self):
+        self.spec.blocks[self.block].type = self.old

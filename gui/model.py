@@ -13,6 +13,7 @@ No widgets here. Every edit is a command on ``self.undo`` (a QUndoStack), valida
 from __future__ import annotations
 
 import copy
+import difflib
 import hashlib
 import os
 import re
@@ -23,6 +24,7 @@ from PySide6.QtCore import QObject, Signal
 from PySide6.QtGui import QUndoStack
 
 from flowgraph import registry
+from flowgraph.block import Port
 from flowgraph.compile import CompiledGraph, compile_graph
 from flowgraph.errors import GraphError, RegistryError, SemflowError
 from flowgraph.graph import (GRAPH_TYPE_PREFIX, Connection, GraphSpec, load_graph, loads_graph, parse_connection,
@@ -30,7 +32,7 @@ from flowgraph.graph import (GRAPH_TYPE_PREFIX, Connection, GraphSpec, load_grap
 from flowgraph.shapes import fmt
 
 from . import commands as C
-from .layout import auto_layout
+from .layout import auto_layout, block_size
 from .roundtrip import render
 
 NEW_GRAPH = "format: 1\nname: untitled\nvariables: {}\nblocks: {}\nconnections: []\n"
@@ -129,9 +131,44 @@ class EditorModel(QObject):
         b = self.spec.blocks.get(name)
         if b is None:
             return {}, {}
+        if not self.type_known(b.type):
+            return self._ports_from_wires(name)
         if b.type not in self._port_cache:
             self._port_cache[b.type] = self._ports_of_type(b.type)
         return self._port_cache[b.type]
+
+    def type_known(self, type_id: str) -> bool:
+        if type_id.startswith(GRAPH_TYPE_PREFIX):
+            return self.graph_file(type_id) is not None
+        return registry.has(type_id)
+
+    def _ports_from_wires(self, name: str) -> tuple[dict, dict]:
+        """A block of an unknown type keeps the ports its wires name, so they stay in view."""
+        ins = {c.dst_port: Port("any", doc="unknown block type") for c in self.spec.connections if c.dst == name}
+        outs = {c.src_port: Port("any", doc="unknown block type") for c in self.spec.connections if c.src == name}
+        return ins, outs
+
+    def type_suggestions(self, type_id: str, n: int = 3) -> list[str]:
+        """Registered types close to an unknown one (same last part first, then by spelling)."""
+        known = list(registry.all_types())
+        tail = type_id.split(".")[-1]
+        same = [t for t in known if t.split(".")[-1] == tail]
+        close = difflib.get_close_matches(type_id, known, n=n, cutoff=0.5)
+        close += [t for t in known if t.split(".")[-1] in difflib.get_close_matches(tail, [k.split(".")[-1]
+                                                                                          for k in known], n=n)]
+        return list(dict.fromkeys(same + close))[:n]
+
+    def block_size(self, name: str) -> tuple[float, float]:
+        ins, outs = self.block_ports(name)
+        return block_size(name, self.spec.blocks[name].type, ins, outs)
+
+    def port_index(self, block: str, port: str, output: bool) -> int:
+        ports = list(self.block_ports(block)[1 if output else 0])
+        return ports.index(port) if port in ports else 0
+
+    def layout(self, positions: dict | None = None) -> dict:
+        sizes = {n: self.block_size(n) for n in self.spec.blocks}
+        return auto_layout(self.spec, positions, sizes, self.port_index)
 
     def _ports_of_type(self, type_id: str) -> tuple[dict, dict]:
         if not type_id.startswith(GRAPH_TYPE_PREFIX):
@@ -252,7 +289,7 @@ class EditorModel(QObject):
 
     def relayout(self) -> None:
         """Auto-layout every block (one undoable move)."""
-        self.move_blocks(auto_layout(self.spec, {}))
+        self.move_blocks(self.layout({}))
 
     def delete_blocks(self, names) -> None:
         names = [n for n in names if n in self.spec.blocks]
@@ -336,6 +373,11 @@ class EditorModel(QObject):
         for field, value in (("enabled", enabled), ("bypass", bypass)):
             if value is not None and getattr(b, field) != bool(value):
                 self.undo.push(C.SetState(self, block, field, value))
+
+    def set_type(self, block: str, type_id: str) -> None:
+        registry.get(type_id)
+        if self.spec.blocks[block].type != type_id:
+            self.undo.push(C.SetType(self, block, type_id))
 
     def set_variable(self, name: str, value) -> None:
         if not re.match(r"^[A-Za-z_]\w*$", name or ""):
@@ -421,7 +463,7 @@ class EditorModel(QObject):
         self._remember_file(path)
         self._port_cache.clear()
         self.runtime_errors.clear()
-        missing = auto_layout(spec, {n: p for n, p in self.positions().items() if n in spec.blocks})
+        missing = self.layout({n: p for n, p in self.positions().items() if n in spec.blocks})
         self.positions().update(missing)             # layout is not an edit: the file stays clean
         self.undo.clear()
         self.undo.setClean()

@@ -136,7 +136,7 @@ def test_save_load_round_trip(model, tmp_path):
     m.save(tmp_path / "a.yaml")
     again = load_graph(tmp_path / "a.yaml")
     assert again.to_dict() == first                         # layout under gui: included
-    assert again.gui["positions"]["enc"] == [200, 0]
+    assert again.gui["positions"]["enc"] == first["gui"]["positions"]["enc"]
     build = type(m)()
     build_tiny(build)
     build.move_blocks({"src": (-50, 30)})
