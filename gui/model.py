@@ -30,6 +30,7 @@ from flowgraph.errors import GraphError, RegistryError, SemflowError
 from flowgraph.graph import (GRAPH_TYPE_PREFIX, Connection, GraphSpec, load_graph, loads_graph, parse_connection,
                             parse_endpoint)
 from flowgraph.shapes import fmt
+from flowgraph.yamlio import dump_yaml, plain
 
 from . import commands as C
 from .layout import auto_layout, block_size
@@ -389,6 +390,77 @@ class EditorModel(QObject):
         if name in self.spec.variables:
             self.undo.push(C.SetVariable(self, name, C.UNSET))
 
+    def set_section(self, key: str, value, text: str | None = None) -> None:
+        """Replace ``train`` / ``evaluate`` / ``presets`` (or ``gui.<key>``) in one undo step."""
+        current = self.spec.gui.get(key[4:], C.UNSET) if key.startswith("gui.") else getattr(self.spec, key)
+        if current != value:
+            self.undo.push(C.SetSection(self, key, value, text))
+
+    # ---- hierarchical blocks ---------------------------------------------------------------
+    def make_subgraph(self, names, path, block_name: str | None = None) -> str:
+        """Move blocks into a new graph file with ``ports:`` inferred from the cut wires and
+        put a graph block in their place (one undo step; the file is written at once).
+
+        Every wire into the selection becomes an input port (one source feeding several
+        inner inputs: one port), every wire out of it an output port; the variables the
+        blocks use become the sub-graph's variables, passed in as params of the graph block.
+        """
+        names = [n for n in self.spec.blocks if n in set(names)]
+        if not names:
+            raise GraphError("make sub-graph: select some blocks first")
+        inside = set(names)
+        path = Path(path)
+        cut_in, cut_out = {}, {}                  # outer endpoint -> port name
+        ins, outs = {}, {}                        # port name -> inner endpoint(s)
+        for c in self.spec.connections:
+            if c.dst in inside and c.src not in inside:
+                key = (c.src, c.src_port)
+                if key not in cut_in:
+                    port = _fresh(c.dst_port, ins)
+                    cut_in[key] = port
+                    ins[port] = []
+                ins[cut_in[key]].append(f"{c.dst}.{c.dst_port}")
+            elif c.src in inside and c.dst not in inside:
+                key = (c.src, c.src_port)
+                if key not in cut_out:
+                    port = _fresh(c.src_port, outs)
+                    cut_out[key] = port
+                    outs[port] = f"{c.src}.{c.src_port}"
+        used = _variables_used([self.spec.blocks[n].params for n in names], self.spec.variables)
+        pos = self.positions()
+        x0 = min((pos[n][0] for n in names if n in pos), default=0)
+        y0 = min((pos[n][1] for n in names if n in pos), default=0)
+        sub = {"format": 1, "name": path.stem,
+               "description": f"made from {', '.join(names)} of {self.spec.name}",
+               "variables": {v: plain(self.spec.variables[v]) for v in used},
+               "blocks": {n: self.spec.blocks[n].to_dict() for n in names},
+               "connections": [str(c) for c in self.spec.connections if c.src in inside and c.dst in inside],
+               "ports": {"inputs": {p: (refs[0] if len(refs) == 1 else refs) for p, refs in ins.items()},
+                         "outputs": outs},
+               "gui": {"positions": {n: [pos[n][0] - x0, pos[n][1] - y0] for n in names if n in pos}}}
+        path.parent.mkdir(parents=True, exist_ok=True)
+        path.write_text(dump_yaml(sub), encoding="utf-8")
+        name = block_name or self.unique_name(path.stem)
+        outer = [c for c in self.spec.connections if (c.src in inside) != (c.dst in inside)]
+        train = copy.deepcopy(plain(self.spec.train))
+        for st in train:                          # a trained block inside: train the graph block
+            if isinstance(st.get("trainable"), list):
+                st["trainable"] = list(dict.fromkeys(name if t in inside else t for t in st["trainable"]))
+            if isinstance(st.get("loss"), str):   # losses name inner ports by their flattened path
+                st["loss"] = re.sub(r"(" + "|".join(map(re.escape, names)) + r")\.(\w+)",
+                                    lambda mt: f"{name}/{mt.group(1)}.{mt.group(2)}", st["loss"])
+        self.undo.beginMacro(f"make graph block {name} from {', '.join(names)}")
+        self.delete_blocks(names)
+        self.add_block(GRAPH_TYPE_PREFIX + str(path), name, pos=(x0, y0), params={v: f"${v}" for v in used})
+        for c in outer:
+            if c.dst in inside:
+                self.undo.push(C.Connect(self, (c.src, c.src_port, name, cut_in[(c.src, c.src_port)])))
+            else:
+                self.undo.push(C.Connect(self, (name, cut_out[(c.src, c.src_port)], c.dst, c.dst_port)))
+        self.set_section("train", train)
+        self.undo.endMacro()
+        return name
+
     # ---- copy and paste -------------------------------------------------------------------
     def copy_blocks(self, names) -> str:
         """YAML text of the blocks, the connections among them and their positions."""
@@ -517,6 +589,25 @@ class EditorModel(QObject):
     @property
     def title(self) -> str:
         return (self.path.name if self.path else "untitled") + (" *" if self.dirty else "")
+
+
+def _fresh(name: str, taken) -> str:
+    out, i = name, 2
+    while out in taken:
+        out, i = f"{name}_{i}", i + 1
+    return out
+
+
+def _variables_used(values, variables: dict) -> list[str]:
+    """Variables the values refer to (``$name``), with those their definitions need, in file order."""
+    found: set[str] = set()
+    todo = [values]
+    while todo:
+        for v in re.findall(r"\$([A-Za-z_]\w*)", str(plain(todo.pop()))):
+            if v in variables and v not in found:
+                found.add(v)
+                todo.append(variables[v])
+    return [v for v in variables if v in found]
 
 
 def _split_conn(text: str) -> tuple:

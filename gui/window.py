@@ -28,7 +28,12 @@ class MainWindow(QMainWindow):
         self.model = EditorModel(self)
         self.scene = GraphScene(self.model, self)
         self.view = GraphView(self.scene)
-        self.setCentralWidget(self.view)
+        self.canvas_tabs = QTabWidget()              # the graph, then sub-graphs opened from it
+        self.canvas_tabs.setTabsClosable(True)
+        self.canvas_tabs.addTab(self.view, "graph")
+        self.canvas_tabs.tabBar().setTabButton(0, self.canvas_tabs.tabBar().ButtonPosition.RightSide, None)
+        self.canvas_tabs.tabCloseRequested.connect(self.close_subgraph)
+        self.setCentralWidget(self.canvas_tabs)
         #: asks the user a yes/no/cancel question; tests replace it
         self.ask = self._ask_box
         self.recent = RecentFiles()
@@ -75,6 +80,8 @@ class MainWindow(QMainWindow):
         self.model.dirtyChanged.connect(lambda _d: self._update_title())
         self.scene.selectionChanged.connect(self._on_selection)
         self.scene.blockActivated.connect(self._activate_block)
+        self.scene.emptyDoubleClicked.connect(self.block_search)
+        self.scene.wireDropped.connect(self.offer_fitting_blocks)
         self.scene.message.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
         self.blocks_palette.addRequested.connect(self.add_block_at_center)
         self.problems.itemDoubleClicked.connect(self._select_problem_block)
@@ -137,8 +144,19 @@ class MainWindow(QMainWindow):
         self._action(e, "Select all", lambda: [i.setSelected(True) for i in self.scene.blocks.values()],
                      QKeySequence.SelectAll, self.view)
         e.addSeparator()
+        self._action(e, "Make graph block from selection…", lambda: self.make_subgraph(), "Ctrl+G", self.view)
+        self._action(e, "Find block…", self.find_block, QKeySequence.Find)
+        e.addSeparator()
         self._action(e, "Auto layout", self.model.relayout)
         self._action(e, "Fit view", self.view.fit, "F")
+        z = mb.addMenu("&Zoom")
+        zin = self._action(z, "Zoom in", lambda: self.view.zoom(1.25))
+        zin.setShortcuts([QKeySequence("Ctrl++"), QKeySequence("Ctrl+=")])
+        self._action(z, "Zoom out", lambda: self.view.zoom(0.8), QKeySequence.ZoomOut)
+        self._action(z, "Zoom 100 %", lambda: self.view.zoom(None), "Ctrl+0")
+        snap = self._action(z, "Snap to grid", lambda on: setattr(self.scene, "snap", on))
+        snap.setCheckable(True)
+        snap.setChecked(True)
         r = mb.addMenu("&Run")
         self._action(r, "Run", lambda: self.run_panel.start(), "F5")
         self._action(r, "Pause / resume", lambda: self.run_panel.pause_btn.toggle(), "F6")
@@ -338,7 +356,110 @@ class MainWindow(QMainWindow):
         elif not names:
             self.properties.show_block(None)
 
+    # ---- searching ----------------------------------------------------------------------------
+    def _popup(self, title, items, at=None):
+        from .search import SearchPopup
+        self.popup = SearchPopup(title, items, self)
+        if at is not None:
+            self.popup.move(self.view.mapToGlobal(self.view.mapFromScene(at)))
+        self.popup.show()
+        self.popup.edit.setFocus()
+        return self.popup
+
+    def block_search(self, at: QPointF):
+        """Double-click on empty canvas: type part of a block's name, Enter adds it there."""
+        from flowgraph import registry
+        items = [(f"{t}   — {(c.__doc__ or '').strip().splitlines()[0] if c.__doc__ else ''}", t, t)
+                 for t, c in registry.all_types().items()]
+        pop = self._popup("add block: type to search", items, at)
+        pop.chosen.connect(lambda t: self._add_at(t, at))
+        return pop
+
+    def _add_at(self, type_id, at: QPointF):
+        name = self.model.add_block(type_id, pos=(at.x(), at.y()))
+        self.scene.clearSelection()
+        self.scene.blocks[name].setSelected(True)
+
+    def offer_fitting_blocks(self, port, at: QPointF):
+        """A wire dropped on empty canvas: the blocks with a port that fits, connected on choice."""
+        fits = self.scene.fitting_blocks(port)
+        items = [(f"{t}.{pn}", t, (t, pn)) for t, pn in fits]
+        pop = self._popup(f"connect {port.block.name}.{port.name} to…", items, at)
+        pop.chosen.connect(lambda choice: self.scene.connect_new_block(port, choice[0], choice[1], at))
+        return pop
+
+    def find_block(self):
+        """Ctrl+F: find a block of this graph by name or type; Enter selects and centres it."""
+        items = [(f"{n}   ({b.type})", f"{n} {b.type}", n) for n, b in self.model.spec.blocks.items()]
+        pop = self._popup("find block", items)
+        pop.chosen.connect(self.show_block)
+        return pop
+
+    def show_block(self, name: str):
+        self.canvas_tabs.setCurrentIndex(0)
+        self.scene.clearSelection()
+        self.scene.blocks[name].setSelected(True)
+        self.view.centerOn(self.scene.blocks[name])
+        self.properties.show_block(name)
+
+    # ---- hierarchical blocks -----------------------------------------------------------------
+    def open_subgraph(self, name: str):
+        """Open the file of graph block ``name`` in its own tab (or switch to it)."""
+        path = self.model.graph_file(self.model.spec.blocks[name].type)
+        if path is None:
+            self.statusBar().showMessage(f"{name}: sub-graph file not found", 8000)
+            return None
+        from .subgraph import SubgraphTab
+        for i in range(1, self.canvas_tabs.count()):
+            tab = self.canvas_tabs.widget(i)
+            if tab.path.resolve() == path.resolve():
+                self.canvas_tabs.setCurrentIndex(i)
+                return tab
+        tab = SubgraphTab(path, self)
+        tab.saved.connect(self._subgraph_saved)
+        self.canvas_tabs.addTab(tab, f"{name}: {path.name}")
+        self.canvas_tabs.setCurrentWidget(tab)
+        tab.view.fit()
+        return tab
+
+    def close_subgraph(self, index: int):
+        tab = self.canvas_tabs.widget(index)
+        if index == 0 or tab is None:
+            return
+        if tab.model.dirty and self.ask("Unsaved changes", f"Save changes to {tab.path.name}?",
+                                        ("save", "discard", "cancel")) == "save":
+            tab.save()
+        self.canvas_tabs.removeTab(index)
+        tab.deleteLater()
+
+    def _subgraph_saved(self, _path: str):
+        self.model._port_cache.clear()          # its ports may have changed: re-read, re-check
+        self.model.revalidate()
+        self.model.changed.emit("structure")
+
+    def make_subgraph(self, path=None):
+        names = self.scene.selected_blocks()
+        if not names:
+            self.statusBar().showMessage("select the blocks to put into a graph block first", 8000)
+            return None
+        if path is None:
+            start = str((self.model.path.parent if self.model.path else Path("graphs")) / "parts" / "part.yaml")
+            path, _ = QFileDialog.getSaveFileName(self, "Sub-graph file", start, FILE_FILTER)
+            if not path:
+                return None
+        try:
+            name = self.model.make_subgraph(names, path)
+        except Exception as exc:
+            QMessageBox.warning(self, "Cannot make a graph block", str(exc))
+            return None
+        self.scene.clearSelection()
+        self.scene.blocks[name].setSelected(True)
+        return name
+
     def _activate_block(self, name: str):
+        if self.model.spec.blocks[name].is_graph:
+            self.open_subgraph(name)
+            return
         self.properties.show_block(name)
         self.side_tabs.setCurrentWidget(self.properties)
         self.docks["Edit"].raise_()
