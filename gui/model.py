@@ -108,9 +108,22 @@ class EditorModel(QObject):
         return [str(p) for p in self.problems if not p.block or p.block.split("/", 1)[0] not in self.spec.blocks]
 
     def set_runtime_error(self, block: str | None, message: str) -> None:
-        if block:
-            self.runtime_errors[block.split("/", 1)[0]] = message
+        """Put a run error on its block: the one named, else the blocks whose name or type
+        the message quotes (``channel.awgn: ...``), else the graph (the log has it)."""
+        names = [block.split("/", 1)[0]] if block else self.blocks_named_in(message)
+        for n in names:
+            self.runtime_errors[n] = message
+        if names:
             self.changed.emit("errors")
+
+    def blocks_named_in(self, message: str) -> list[str]:
+        quoted = set(re.findall(r"'([A-Za-z_][\w/]*)'", message))
+        named = [n for n in self.spec.blocks if n in {q.split("/", 1)[0] for q in quoted}]
+        if named:
+            return named
+        types = {b.type for b in self.spec.blocks.values() if re.search(rf"(?<![\w.]){re.escape(b.type)}(?![\w])",
+                                                                          message)}
+        return [n for n, b in self.spec.blocks.items() if b.type in types]
 
     def clear_runtime_errors(self) -> None:
         if self.runtime_errors:

@@ -228,3 +228,42 @@ def test_gui_prints_the_xcb_hint_when_the_platform_plugin_fails(tmp_path):
     assert r.returncode != 0
     hint = [ln for ln in r.stderr.splitlines() if ln.startswith("semflow gui:")]
     assert len(hint) == 1 and "libxcb-cursor0" in hint[0] and "QT_QPA_PLATFORM=offscreen" in hint[0]
+
+
+def test_run_error_naming_a_block_type_lands_on_its_block(qtbot):
+    from gui.model import EditorModel
+    m = EditorModel()
+    m.open(ROOT / "graphs" / "deepjscc_awgn.yaml")
+    m.set_runtime_error(None, "RuntimeError: channel.awgn: expected a complex tensor")
+    assert list(m.runtime_errors) == ["ch"]
+    m.clear_runtime_errors()
+    m.set_runtime_error(None, "ValueError: something about 'dec' went wrong")
+    assert list(m.runtime_errors) == ["dec"]
+
+
+def test_mask_view_opens_on_the_trained_encoders_mask(qtbot):
+    from gui.model import EditorModel
+    from gui.views import MaskView
+    m = EditorModel()
+    m.open(ROOT / "graphs" / "lcfsc.yaml")
+    v = MaskView(m)
+    qtbot.addWidget(v)
+    assert v.sel.currentText() == "enc.mask"
+
+
+def test_pause_shows_its_state_and_stop_is_always_visible(window, qtbot):
+    w = window
+    assert w.open_file(TINY)
+    w.show()
+    w.model.set_variable("steps", 10**6)
+    from gui.run_panel import NO_PRESET
+    w.run_panel.start("train", NO_PRESET)
+    assert w.stop_action.isEnabled() and w.pause_action.isEnabled()
+    w.docks["Runtime control"].raise_()                      # the Run tab hidden: Stop is still there
+    w.pause_action.setChecked(True)
+    assert w.run_panel.pause_btn.isChecked() and w.pause_action.text() == "▶ Resume"
+    assert w.run_panel.status.text().startswith("paused")
+    w.pause_action.setChecked(False)
+    w.stop_action.trigger()
+    qtbot.waitUntil(lambda: not w.run_panel.running, timeout=TIMEOUT_MS)
+    assert not w.stop_action.isEnabled()
