@@ -231,17 +231,54 @@ class EdgeItem(QGraphicsPathItem):
         super().paint(painter, option, widget)
 
 
+class VariableItem(QGraphicsItem):
+    """GRC's Variable block: ``name = value`` on the canvas; double-click edits the value."""
+    W, H = 170.0, 40.0
+
+    def __init__(self, scene: "GraphScene", name: str):
+        super().__init__()
+        self.name, self._scene = name, scene
+        self.setFlags(QGraphicsItem.ItemIsMovable | QGraphicsItem.ItemIsSelectable)
+
+    def boundingRect(self) -> QRectF:
+        return QRectF(-2, -2, self.W + 4, self.H + 4)
+
+    def text(self) -> str:
+        from .values import format_value
+        return f"{self.name} = {format_value(self._scene.model.spec.variables.get(self.name))}"
+
+    def paint(self, painter, option, widget=None):
+        painter.setRenderHint(QPainter.Antialiasing)
+        painter.setPen(QPen(SELECTED if self.isSelected() else QColor("#556270"), 2 if self.isSelected() else 1))
+        painter.setBrush(QBrush(stage_color("variable").lighter(175)))
+        painter.drawRoundedRect(QRectF(0, 0, self.W, self.H), 10, 10)
+        painter.setPen(QColor("#102030"))
+        painter.setFont(QFont("Sans", 7))
+        painter.drawText(QRectF(10, 3, self.W - 20, 14), Qt.AlignLeft | Qt.AlignVCenter, "variable")
+        painter.setFont(QFont("Sans", 9, QFont.Bold))
+        painter.drawText(QRectF(10, 17, self.W - 20, 18), Qt.AlignLeft | Qt.AlignVCenter, self.text())
+
+    def mouseReleaseEvent(self, event):
+        super().mouseReleaseEvent(event)
+        self._scene.commit_variable_moves()
+
+    def mouseDoubleClickEvent(self, event):
+        self._scene.variableActivated.emit(self.name)
+
+
 class GraphScene(QGraphicsScene):
     blockActivated = Signal(str)      # double-click on a block
     message = Signal(str)             # a refused connection's reason, for the status bar
     emptyDoubleClicked = Signal(QPointF)       # double-click on empty canvas: block search
     wireDropped = Signal(object, QPointF)      # a wire let go on empty canvas: (PortItem, where)
+    variableActivated = Signal(str)            # double-click on a variable block
 
     def __init__(self, model, parent=None):
         super().__init__(parent)
         self.model = model
         self.blocks: dict[str, BlockItem] = {}
         self.edges: dict[tuple, EdgeItem] = {}
+        self.variables: dict[str, VariableItem] = {}
         self._wire: QGraphicsPathItem | None = None
         self._wire_from: PortItem | None = None
         self.last_refusal: str | None = None
@@ -262,6 +299,8 @@ class GraphScene(QGraphicsScene):
                 self.blocks[name].refresh_state()
         elif what == "errors":
             self.refresh_states()
+        elif what == "variables":
+            self.sync_variables()
         else:
             self.sync()
 
@@ -289,6 +328,34 @@ class GraphScene(QGraphicsScene):
                 self.edges[e.key] = e
         self.sync_positions()
         self.refresh_states()
+        self.sync_variables()
+
+    def variable_blocks(self) -> dict:
+        vb = (self.model.spec.gui or {}).get("variable_blocks")
+        return {k: v for k, v in vb.items() if k in self.model.spec.variables} if isinstance(vb, dict) else {}
+
+    def sync_variables(self):
+        wanted = self.variable_blocks()
+        for name in [n for n in self.variables if n not in wanted]:
+            self.removeItem(self.variables.pop(name))
+        for name, p in wanted.items():
+            item = self.variables.get(name)
+            if item is None:
+                item = self.variables[name] = VariableItem(self, name)
+                self.addItem(item)
+            item.setPos(float(p[0]), float(p[1]))
+            item.update()
+
+    def add_variable_block(self, name: str, pos: QPointF):
+        vb = dict(self.variable_blocks())
+        vb[name] = [round(pos.x() / GRID) * GRID, round(pos.y() / GRID) * GRID]
+        self.model.set_section("gui.variable_blocks", vb, f"show variable {name}")
+
+    def commit_variable_moves(self):
+        vb = self.variable_blocks()
+        new = {n: [round(it.pos().x()), round(it.pos().y())] for n, it in self.variables.items()}
+        if new != {n: list(p) for n, p in vb.items()}:
+            self.model.set_section("gui.variable_blocks", new, "move variable blocks")
 
     def _remove_block(self, name):
         item = self.blocks.pop(name)
@@ -466,7 +533,7 @@ class GraphScene(QGraphicsScene):
 
     def contextMenuEvent(self, event):
         item = self.itemAt(event.scenePos(), self.views()[0].transform()) if self.views() else None
-        while item is not None and not isinstance(item, (BlockItem, EdgeItem)):
+        while item is not None and not isinstance(item, (BlockItem, EdgeItem, VariableItem)):
             item = item.parentItem()
         menu = QMenu()
         if isinstance(item, BlockItem):
@@ -480,8 +547,16 @@ class GraphScene(QGraphicsScene):
                 menu.addAction(f"Change type to {t}", lambda t=t: self.model.set_type(item.name, t))
         elif isinstance(item, EdgeItem):
             menu.addAction("Disconnect", lambda: self.model.disconnect(*item.key))
+        elif isinstance(item, VariableItem):
+            vb = {k: v for k, v in self.variable_blocks().items() if k != item.name}
+            menu.addAction("Remove from canvas",
+                           lambda: self.model.set_section("gui.variable_blocks", vb, f"hide variable {item.name}"))
         else:
             menu.addAction("Auto layout", self.model.relayout)
+            sub = menu.addMenu("Add variable block")
+            for v in self.model.spec.variables:
+                if v not in self.variables:
+                    sub.addAction(v, lambda v=v, p=event.scenePos(): self.add_variable_block(v, p))
         menu.exec(event.screenPos())
 
 

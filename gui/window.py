@@ -82,6 +82,7 @@ class MainWindow(QMainWindow):
         self.scene.blockActivated.connect(self._activate_block)
         self.scene.emptyDoubleClicked.connect(self.block_search)
         self.scene.wireDropped.connect(self.offer_fitting_blocks)
+        self.scene.variableActivated.connect(self.edit_variable)
         self.scene.message.connect(lambda msg: self.statusBar().showMessage(msg, 8000))
         self.blocks_palette.addRequested.connect(self.add_block_at_center)
         self.problems.itemDoubleClicked.connect(self._select_problem_block)
@@ -387,6 +388,15 @@ class MainWindow(QMainWindow):
         pop = self._popup(f"connect {port.block.name}.{port.name} to…", items, at)
         pop.chosen.connect(lambda choice: self.scene.connect_new_block(port, choice[0], choice[1], at))
         return pop
+
+    def edit_variable(self, name: str):
+        from PySide6.QtWidgets import QInputDialog
+
+        from .values import format_value, parse_text
+        text, ok = QInputDialog.getText(self, "Variable", f"{name} =",
+                                        text=format_value(self.model.spec.variables.get(name)))
+        if ok:
+            self.model.set_variable(name, parse_text(text))
 
     def find_block(self):
         """Ctrl+F: find a block of this graph by name or type; Enter selects and centres it."""

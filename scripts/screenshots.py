@@ -121,7 +121,6 @@ def main(argv=None) -> int:
     # ---- live inference steered by the runtime control (weights of the run above) ------------
     w.docks["Runtime control"].raise_()
     w.view_tabs.setCurrentWidget(w.views["Constellation"])
-    w.control.var.setCurrentText("snr_db")
     w.run_panel.start("live inference", overrides=overrides)
     wait(lambda: len(w.views["Loss / PSNR"].live) >= 3)
     w.control.set_value(0.0)                       # drag the SNR down: the cloud spreads
