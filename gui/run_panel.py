@@ -27,6 +27,7 @@ class RunPanel(QWidget):
     runStarted = Signal()
     runFinished = Signal()
     runningChanged = Signal(bool)
+    stageProgress = Signal(str, float)          # relayed from the worker: highlight on the canvas
 
     def __init__(self, model, bridge, out_root: str | None = None, parent=None):
         super().__init__(parent)
@@ -126,6 +127,7 @@ class RunPanel(QWidget):
             self.last_run_graph = (m.spec.name, preset)
         self.worker.runStarted.connect(self._on_started)
         self.worker.progress.connect(self._on_progress)
+        self.worker.stageProgress.connect(self.stageProgress)
         self.worker.failed.connect(self._on_failed)
         self.worker.result.connect(self._on_result)
         self.worker.finished.connect(self._on_finished)
@@ -201,6 +203,7 @@ class RunPanel(QWidget):
         self.bridge.flush()
         self.bridge.detach()
         self._set_running(False)
+        self.stageProgress.emit("", 0.0)
         w = self.worker
         if not self.errors:
             self.status.setText("stopped" if w.stopped else f"finished — {self.current_run}")

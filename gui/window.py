@@ -60,6 +60,11 @@ class MainWindow(QMainWindow):
         right.addTab(self.properties, "Properties")
         right.addTab(self.variables, "Variables")
         right.addTab(self.problems, "Problems")
+        from .stages import StageEditor, StudyEditor
+        self.stage_editor = StageEditor(self.model, self.scene)
+        self.study_editor = StudyEditor(self.model)
+        right.addTab(self.stage_editor, "Train")
+        right.addTab(self.study_editor, "Evaluate / presets")
         self.side_tabs = right
         self._dock("Edit", right, Qt.RightDockWidgetArea)
         self._dock("Run", self.run_panel, Qt.BottomDockWidgetArea)
@@ -87,6 +92,7 @@ class MainWindow(QMainWindow):
         self.blocks_palette.addRequested.connect(self.add_block_at_center)
         self.problems.itemDoubleClicked.connect(self._select_problem_block)
         self.control.variableChanged.connect(self.run_panel.set_variable)
+        self.run_panel.stageProgress.connect(self._on_stage_progress)
         self.bridge.watch("live.frame", self.control.on_frame, 0.0)
         self.run_panel.runStarted.connect(lambda: [v.clear() for v in self.views.values()])
         self.autosave_timer = QTimer(self, interval=autosave_ms)
@@ -180,6 +186,20 @@ class MainWindow(QMainWindow):
         self.stop_action = tb.addAction("■ Stop", self.run_panel.stop)
         self.run_panel.runningChanged.connect(self._on_running)
         self._on_running(False)
+
+    def _on_stage_progress(self, stage: str, fraction: float):
+        """Highlight what the running stage trains (the metric sinks while evaluating)."""
+        if not stage:
+            self.scene.set_running(())
+            return
+        if stage == "eval":
+            from .views.plots import metric_names
+            blocks = [n for n in metric_names(self.model) if n in self.model.spec.blocks]
+        else:
+            st = next((s for i, s in enumerate(self.model.spec.train)
+                       if str(s.get("stage", f"stage{i + 1}")) == stage), {})
+            blocks = list(st.get("trainable") or [])
+        self.scene.set_running(blocks, fraction)
 
     def _on_running(self, on: bool):
         self.run_action.setEnabled(not on)
