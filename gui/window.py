@@ -72,6 +72,15 @@ class MainWindow(QMainWindow):
         self.splitDockWidget(self.docks["Run"], self.docks["Live views"], Qt.Horizontal)
         self._dock("Runtime control", self.control, Qt.BottomDockWidgetArea)
         self.tabifyDockWidget(self.docks["Run"], self.docks["Runtime control"])
+        from .runs import RunHistory
+        self.run_history = RunHistory([out_root or "runs"])
+        self._dock("Runs", self.run_history, Qt.BottomDockWidgetArea)
+        self.tabifyDockWidget(self.docks["Run"], self.docks["Runs"])
+        self.run_history.openRequested.connect(self.open_run)
+        self.run_history.overlayRequested.connect(lambda dirs: (self.views["PSNR vs SNR"].set_overlays(dirs),
+                                                                self.view_tabs.setCurrentWidget(
+                                                                    self.views["PSNR vs SNR"])))
+        self.run_panel.runFinished.connect(self.run_history.refresh)
         self.docks["Run"].raise_()
         self.resizeDocks([self.docks["Run"], self.docks["Live views"]], [600, 700], Qt.Horizontal)
         self.resizeDocks([self.docks["Live views"]], [380], Qt.Vertical)
@@ -376,6 +385,33 @@ class MainWindow(QMainWindow):
             self.properties.show_block(names[0])
         elif not names:
             self.properties.show_block(None)
+
+    # ---- runs -------------------------------------------------------------------------------
+    def open_run(self, run_dir) -> bool:
+        """Load RUN/graph.yaml and RUN/metrics.json; evaluate / live inference then use the
+        run's weights (RUN/checkpoints/last.pt)."""
+        import json
+        run_dir = Path(run_dir)
+        if not self.open_file(run_dir / "graph.yaml"):
+            return False
+        try:
+            metrics = json.loads((run_dir / "metrics.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            metrics = {}
+        try:
+            info = json.loads((run_dir / "run.json").read_text(encoding="utf-8"))
+        except (OSError, ValueError):
+            info = {}
+        preset = info.get("preset") or metrics.get("preset")
+        if preset and self.run_panel.preset.findText(preset) >= 0:
+            self.run_panel.preset.setCurrentText(preset)
+        self.run_panel.last_run = run_dir
+        self.run_panel.last_run_graph = (self.model.spec.name, self.run_panel.preset.currentText())
+        sweep = self.views["PSNR vs SNR"]
+        sweep.show_rows(metrics.get("rows") or [])
+        self.view_tabs.setCurrentWidget(sweep)
+        self.statusBar().showMessage(f"opened run {run_dir}", 8000)
+        return True
 
     # ---- searching ----------------------------------------------------------------------------
     def _popup(self, title, items, at=None):

@@ -14,6 +14,7 @@ import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from shiboken6 import isValid
 
 pg.setConfigOptions(imageAxisOrder="row-major", background="w", foreground="k", antialias=False)
 
@@ -27,7 +28,8 @@ _VIEWS: "weakref.WeakSet[LiveView]" = weakref.WeakSet()
 
 
 def visible_views() -> int:
-    return max(1, sum(1 for v in list(_VIEWS) if v.isVisible()))
+    # a view whose widget Qt already deleted may linger in the WeakSet until Python collects it
+    return max(1, sum(1 for v in list(_VIEWS) if isValid(v) and v.isVisible()))
 
 
 class _Timed:
