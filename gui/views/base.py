@@ -57,9 +57,10 @@ class GraphicsLayoutWidget(_Timed, pg.GraphicsLayoutWidget):
 class TapSelector(QComboBox):
     """Picks one tap among those the model's graph can publish that ``accept(name, kind)``."""
 
-    def __init__(self, model, accept, default=None, parent=None):
+    def __init__(self, model, accept, default=None, parent=None, allow_none: bool = False):
         super().__init__(parent)
         self.model, self.accept, self.default = model, accept, default
+        self.allow_none = allow_none      # an empty first entry: the view shows nothing until picked
         self.user_chosen = False          # a pick the user made survives edits of the graph
         self.setMinimumContentsLength(12)
         self.setSizeAdjustPolicy(QComboBox.AdjustToContents)
@@ -73,12 +74,12 @@ class TapSelector(QComboBox):
         names = [n for n, k in self.model.tap_names().items() if self.accept(n, k)]
         self.blockSignals(True)
         self.clear()
-        self.addItems(names)
+        self.addItems(([""] if self.allow_none else []) + names)
         if current in names and self.user_chosen:
             self.setCurrentText(current)
         elif names:
             pick = self.default(self.model, names) if self.default else None
-            self.setCurrentText(pick if pick in names else names[0])
+            self.setCurrentText(pick if pick in names else ("" if self.allow_none else names[0]))
         self.blockSignals(False)
         if self.currentText() != current:
             self.currentTextChanged.emit(self.currentText())
