@@ -7,6 +7,7 @@ import zlib
 
 from PySide6.QtCore import QPointF, QRectF, Qt, QTimer, Signal
 from PySide6.QtGui import QBrush, QColor, QFont, QFontMetricsF, QPainter, QPainterPath, QPen
+from shiboken6 import delete as _delete_cpp
 from PySide6.QtWidgets import (QGraphicsEllipseItem, QGraphicsItem, QGraphicsPathItem, QGraphicsScene,
                                QGraphicsSimpleTextItem, QGraphicsTextItem, QGraphicsView, QMenu)
 
@@ -15,6 +16,16 @@ from .routing import route
 from .style import PROBLEM, SELECTED, kind_color, stage_color
 
 MIME_BLOCK = "application/x-semflow-block"
+
+
+def discard(scene, item) -> None:
+    """Take an item off the scene and delete it now. A removed item would otherwise be
+    owned by Python, and blocks, ports and wires refer to each other: the cyclic garbage
+    collector would then free them at a random moment, which with PySide6 can abort the
+    process (seen while a run's worker thread was busy)."""
+    if item.scene() is scene:
+        scene.removeItem(item)
+    _delete_cpp(item)
 PORT_R = 6.0
 RUNNING = QColor("#2e9e44")
 
@@ -87,8 +98,8 @@ class BlockItem(QGraphicsItem):
         m = self._scene.model
         b = m.spec.blocks[self.name]
         for p in self.ports.values():
-            self._scene.removeItem(p.label)
-            self._scene.removeItem(p)
+            discard(self._scene, p.label)
+            discard(self._scene, p)
         self.ports.clear()
         self.type_id = b.type
         self.is_graph = b.is_graph
@@ -337,7 +348,7 @@ class GraphScene(QGraphicsScene):
     def sync_variables(self):
         wanted = self.variable_blocks()
         for name in [n for n in self.variables if n not in wanted]:
-            self.removeItem(self.variables.pop(name))
+            discard(self, self.variables.pop(name))
         for name, p in wanted.items():
             item = self.variables.get(name)
             if item is None:
@@ -361,15 +372,17 @@ class GraphScene(QGraphicsScene):
         item = self.blocks.pop(name)
         for e in list(item.edges):
             self._remove_edge(e)
-        self.removeItem(item)
+        item.edges.clear()
+        item.ports.clear()
+        discard(self, item)
 
     def _remove_edge(self, e: EdgeItem):
         for b in (e.src.block, e.dst.block):
             if e in b.edges:
                 b.edges.remove(e)
         self.edges.pop(e.key, None)
-        if e.scene() is self:
-            self.removeItem(e)
+        e.src = e.dst = None
+        discard(self, e)
 
     def sync_positions(self):
         pos = self.model.positions()
@@ -461,7 +474,7 @@ class GraphScene(QGraphicsScene):
         if self._wire is None:
             return
         start = self._wire_from
-        self.removeItem(self._wire)
+        discard(self, self._wire)
         self._wire, self._wire_from = None, None
         target = self._port_at(pos)
         if target is None:

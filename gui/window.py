@@ -7,7 +7,7 @@ from pathlib import Path
 from PySide6.QtCore import QPointF, Qt, QTimer
 from PySide6.QtGui import QAction, QKeySequence
 from PySide6.QtWidgets import (QApplication, QDockWidget, QFileDialog, QLabel, QListWidget, QMainWindow,
-                               QMessageBox, QTabWidget)
+                               QMessageBox, QTabBar, QTabWidget, QToolButton)
 
 from .canvas import GraphScene, GraphView
 from .model import EditorModel, discard_autosave, recovery_for
@@ -29,10 +29,7 @@ class MainWindow(QMainWindow):
         self.scene = GraphScene(self.model, self)
         self.view = GraphView(self.scene)
         self.canvas_tabs = QTabWidget()              # the graph, then sub-graphs opened from it
-        self.canvas_tabs.setTabsClosable(True)
         self.canvas_tabs.addTab(self.view, "graph")
-        self.canvas_tabs.tabBar().setTabButton(0, self.canvas_tabs.tabBar().ButtonPosition.RightSide, None)
-        self.canvas_tabs.tabCloseRequested.connect(self.close_subgraph)
         self.setCentralWidget(self.canvas_tabs)
         #: asks the user a yes/no/cancel question; tests replace it
         self.ask = self._ask_box
@@ -416,6 +413,8 @@ class MainWindow(QMainWindow):
     # ---- searching ----------------------------------------------------------------------------
     def _popup(self, title, items, at=None):
         from .search import SearchPopup
+        if getattr(self, "popup", None) is not None:
+            self.popup.deleteLater()
         self.popup = SearchPopup(title, items, self)
         if at is not None:
             self.popup.move(self.view.mapToGlobal(self.view.mapFromScene(at)))
@@ -483,7 +482,10 @@ class MainWindow(QMainWindow):
                 return tab
         tab = SubgraphTab(path, self)
         tab.saved.connect(self._subgraph_saved)
-        self.canvas_tabs.addTab(tab, f"{name}: {path.name}")
+        i = self.canvas_tabs.addTab(tab, f"{name}: {path.name}")
+        close = QToolButton(text="✕", toolTip="close this sub-graph", autoRaise=True)
+        close.clicked.connect(lambda: self.close_subgraph(self.canvas_tabs.indexOf(tab)))
+        self.canvas_tabs.tabBar().setTabButton(i, QTabBar.RightSide, close)
         self.canvas_tabs.setCurrentWidget(tab)
         tab.view.fit()
         return tab

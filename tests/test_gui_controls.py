@@ -1,4 +1,5 @@
 """Variable blocks on the canvas and runtime controls (range / chooser / check box, several at once)."""
+import gc
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,13 @@ TIMEOUT_MS = 120_000
 @pytest.fixture(autouse=True)
 def _state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
+    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
+    # wrappers that refer to each other (a window's panels, a scene's items), and tests
+    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
+    gc.disable()
+    yield
+    gc.freeze()
+    gc.enable()
 
 
 @pytest.fixture

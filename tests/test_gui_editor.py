@@ -1,4 +1,5 @@
 """GUI editor model, canvas and panels (pytest-qt, offscreen). Runs live in test_gui_run.py."""
+import gc
 from pathlib import Path
 
 import pytest
@@ -15,6 +16,13 @@ pytestmark = pytest.mark.gui
 def _state_dir(tmp_path, monkeypatch):
     """Autosaves and recent files go to a per-test state folder, never the user's."""
     monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
+    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
+    # wrappers that refer to each other (a window's panels, a scene's items), and tests
+    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
+    gc.disable()
+    yield
+    gc.freeze()
+    gc.enable()
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
 

@@ -1,4 +1,5 @@
 """Hierarchical blocks, block search, find, wire-drop offers (issue 16: 8 and GRC's features)."""
+import gc
 import shutil
 from pathlib import Path
 
@@ -16,6 +17,13 @@ DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 @pytest.fixture(autouse=True)
 def _state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
+    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
+    # wrappers that refer to each other (a window's panels, a scene's items), and tests
+    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
+    gc.disable()
+    yield
+    gc.freeze()
+    gc.enable()
 
 
 @pytest.fixture

@@ -1,4 +1,5 @@
 """GUI runs: the worker thread, tap-fed live views, runtime control, errors on blocks."""
+import gc
 from pathlib import Path
 
 import pytest
@@ -12,6 +13,13 @@ pytestmark = pytest.mark.gui
 def _state_dir(tmp_path, monkeypatch):
     """Autosaves and recent files go to a per-test state folder, never the user's."""
     monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
+    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
+    # wrappers that refer to each other (a window's panels, a scene's items), and tests
+    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
+    gc.disable()
+    yield
+    gc.freeze()
+    gc.enable()
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
 TIMEOUT_MS = 120_000          # the CPU may be shared; the smoke run itself takes seconds

@@ -1,4 +1,5 @@
 """Segmentation-mask and beam-pattern views (generic, fed by taps only)."""
+import gc
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +30,13 @@ connections:
 @pytest.fixture(autouse=True)
 def _state_dir(tmp_path, monkeypatch):
     monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
+    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
+    # wrappers that refer to each other (a window's panels, a scene's items), and tests
+    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
+    gc.disable()
+    yield
+    gc.freeze()
+    gc.enable()
 
 
 def test_colourise_labels_and_logits_with_the_mfnet_palette():
