@@ -95,7 +95,8 @@ class RunPanel(QWidget):
             self.pause_btn.setChecked(False)
         self.runningChanged.emit(on)
 
-    def start(self, mode: str | None = None, preset: str | None = None, **worker_kwargs) -> RunWorker | None:
+    def start(self, mode: str | None = None, preset: str | None = None, out=None,
+              **worker_kwargs) -> RunWorker | None:
         if self.running:
             return None
         if mode:
@@ -112,8 +113,7 @@ class RunPanel(QWidget):
                 and self.last_run_graph == (m.spec.name, preset):     # weights of this graph only
             ckpt = self.last_run / "checkpoints" / "last.pt"
             checkpoint = str(ckpt) if ckpt.is_file() else None
-        out = None
-        if self.out_root:
+        if out is None and self.out_root:
             out = Path(self.out_root) / f"{m.spec.name}-gui-{time.strftime('%Y%m%d-%H%M%S')}-{id(self) % 1000}"
         self.hub = TapHub()
         self.bridge.attach(self.hub)

@@ -180,6 +180,7 @@ class MainWindow(QMainWindow):
         h = mb.addMenu("&Help")
         self._action(h, "Keys and gestures", self.show_help, QKeySequence.HelpContents)
         self._action(h, "Block documentation", self._doc_of_selection)
+        self._action(h, "Live demo: PSNR follows the SNR slider", self.start_demo)
         tb = self.addToolBar("Run")               # always visible: Stop never hides behind a tab
         tb.setObjectName("run-toolbar")
         self.run_action = tb.addAction("▶ Run", lambda: self.run_panel.start())
@@ -218,6 +219,10 @@ class MainWindow(QMainWindow):
             self.recent_menu.addAction(p, lambda p=p: self.open_file(p))
         if self.recent_menu.isEmpty():
             self.recent_menu.addAction("(none)").setEnabled(False)
+
+    def start_demo(self, overrides=None, **live_kwargs):
+        from .demo import start_demo
+        return start_demo(self, overrides, **live_kwargs)
 
     def show_help(self):
         from .help import show_help
