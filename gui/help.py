@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import html
 
-from PySide6.QtWidgets import QDialog, QDialogButtonBox, QTextBrowser, QVBoxLayout
 
 KEYS = [
     ("Canvas", [
@@ -43,16 +42,6 @@ def help_html() -> str:
     return "".join(parts)
 
 
-def show_help(parent=None) -> QDialog:
-    dlg = QDialog(parent)
-    dlg.setWindowTitle("semflow — keys and gestures")
-    view = QTextBrowser()
-    view.setHtml(help_html())
-    buttons = QDialogButtonBox(QDialogButtonBox.Close)
-    buttons.rejected.connect(dlg.reject)
-    lay = QVBoxLayout(dlg)
-    lay.addWidget(view)
-    lay.addWidget(buttons)
-    dlg.resize(620, 560)
-    dlg.show()
-    return dlg
+def show_help(parent=None):
+    from .palette import html_dialog
+    return html_dialog("semflow — keys and gestures", help_html(), parent, (620, 560))

@@ -1,38 +1,16 @@
 """Variable blocks on the canvas and runtime controls (range / chooser / check box, several at once)."""
-import gc
 from pathlib import Path
 
 import pytest
 
 from flowgraph.graph import load_graph
 
+from gui_support import gui_state, window  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.gui
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
 TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(autouse=True)
-def _state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
-    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
-    # wrappers that refer to each other (a window's panels, a scene's items), and tests
-    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
-    gc.disable()
-    yield
-    gc.freeze()
-    gc.enable()
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from gui.window import MainWindow
-    w = MainWindow(out_root=str(tmp_path / "runs"), autosave_ms=10**7)
-    w.ask = lambda *a: "discard"
-    qtbot.addWidget(w)
-    yield w
-    if w.run_panel.running:
-        w.run_panel.stop_and_wait()
 
 
 def test_default_controls_and_widget_kinds(qtbot):

@@ -1,5 +1,4 @@
 """Regression tests for the GUI's first-day defects (issue 16, defects 1-6 and 9-10)."""
-import gc
 import difflib
 import os
 import shutil
@@ -11,34 +10,13 @@ import pytest
 
 from flowgraph.graph import load_graph
 
+from gui_support import gui_state, window  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.gui
 GRAPHS = sorted(p.relative_to(ROOT / "graphs").as_posix() for p in (ROOT / "graphs").rglob("*.yaml"))
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
 TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(autouse=True)
-def _state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
-    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
-    # wrappers that refer to each other (a window's panels, a scene's items), and tests
-    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
-    gc.disable()
-    yield
-    gc.freeze()
-    gc.enable()
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from gui.window import MainWindow
-    w = MainWindow(out_root=str(tmp_path / "runs"), autosave_ms=10**7)
-    w.ask = lambda *a: "discard"
-    qtbot.addWidget(w)
-    yield w
-    if w.run_panel.running:
-        w.run_panel.stop_and_wait()
 
 
 def changed_lines(a: str, b: str) -> list[str]:
@@ -275,3 +253,10 @@ def test_pause_shows_its_state_and_stop_is_always_visible(window, qtbot):
     w.stop_action.trigger()
     qtbot.waitUntil(lambda: not w.stop_action.isEnabled(), timeout=TIMEOUT_MS)   # after the finished signal
     assert not w.run_panel.running
+
+
+def test_help_lists_the_keys(window):
+    dlg = window.show_help()
+    text = dlg.findChild(__import__("PySide6.QtWidgets", fromlist=["QTextBrowser"]).QTextBrowser).toPlainText()
+    assert "Ctrl+F" in text and "E / D / B" in text and "Space" in text
+    dlg.close()

@@ -1,32 +1,13 @@
 """Help → Live demo: train a small DeepJSCC once, then PSNR follows the SNR slider live."""
-import gc
 from pathlib import Path
 
 import pytest
 
+from gui_support import gui_state, window  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 300_000
-
-
-@pytest.fixture(autouse=True)
-def _state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
-    gc.disable()                  # see test_gui_editor.py: no Qt garbage collection in GUI tests
-    yield
-    gc.freeze()
-    gc.enable()
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from gui.window import MainWindow
-    w = MainWindow(out_root=str(tmp_path / "runs"), autosave_ms=10**7)
-    w.ask = lambda *a: "discard"
-    qtbot.addWidget(w)
-    yield w
-    if w.run_panel.running:
-        w.run_panel.stop_and_wait()
 
 
 def live_psnr(qtbot, w, snr: float, frames: int = 6) -> float:

@@ -1,5 +1,4 @@
 """GUI editor model, canvas and panels (pytest-qt, offscreen). Runs live in test_gui_run.py."""
-import gc
 from pathlib import Path
 
 import pytest
@@ -9,20 +8,9 @@ ROOT = Path(__file__).resolve().parents[1]
 from flowgraph.compile import compile_graph  # noqa: E402
 from flowgraph.graph import load_graph  # noqa: E402
 
+from gui_support import gui_state  # noqa: F401  (fixtures)
+
 pytestmark = pytest.mark.gui
-
-
-@pytest.fixture(autouse=True)
-def _state_dir(tmp_path, monkeypatch):
-    """Autosaves and recent files go to a per-test state folder, never the user's."""
-    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
-    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
-    # wrappers that refer to each other (a window's panels, a scene's items), and tests
-    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
-    gc.disable()
-    yield
-    gc.freeze()
-    gc.enable()
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
 

@@ -1,5 +1,4 @@
 """Hierarchical blocks, block search, find, wire-drop offers (issue 16: 8 and GRC's features)."""
-import gc
 import shutil
 from pathlib import Path
 
@@ -8,31 +7,12 @@ import pytest
 from flowgraph.compile import compile_graph
 from flowgraph.graph import load_graph
 
+from gui_support import gui_state, window  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.gui
 HIER = ROOT / "graphs" / "hier" / "deepjscc_awgn.yaml"
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
-
-
-@pytest.fixture(autouse=True)
-def _state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
-    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
-    # wrappers that refer to each other (a window's panels, a scene's items), and tests
-    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
-    gc.disable()
-    yield
-    gc.freeze()
-    gc.enable()
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from gui.window import MainWindow
-    w = MainWindow(out_root=str(tmp_path / "runs"), autosave_ms=10**7)
-    w.ask = lambda *a: "discard"
-    qtbot.addWidget(w)
-    return w
 
 
 def test_shipped_part_is_used_by_two_graphs():

@@ -1,26 +1,15 @@
 """Layered layout, wires routed around blocks, readable fit, canvas gestures (issue 16: 7 and
 GRC's everyday canvas features)."""
-import gc
 from pathlib import Path
 
 import pytest
+
+from gui_support import gui_state  # noqa: F401  (fixtures)
 
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.gui
 GRAPHS = sorted(p.relative_to(ROOT / "graphs").as_posix() for p in (ROOT / "graphs").rglob("*.yaml"))
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
-
-
-@pytest.fixture(autouse=True)
-def _state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
-    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
-    # wrappers that refer to each other (a window's panels, a scene's items), and tests
-    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
-    gc.disable()
-    yield
-    gc.freeze()
-    gc.enable()
 
 
 def scene_of(path):

@@ -1,26 +1,15 @@
 """Runs as first-class objects: history, open run, overlay; the sweep view's series."""
-import gc
 import json
 from pathlib import Path
 
 import pytest
 
+from gui_support import gui_state  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.gui
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 TIMEOUT_MS = 120_000
-
-
-@pytest.fixture(autouse=True)
-def _state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
-    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
-    # wrappers that refer to each other (a window's panels, a scene's items), and tests
-    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
-    gc.disable()
-    yield
-    gc.freeze()
-    gc.enable()
 
 
 def fake_run(root: Path, name: str, graph_text: str, rows, sweep=("snr_db",)):

@@ -1,42 +1,18 @@
 """Segmentation-mask and beam-pattern views (generic, fed by taps only)."""
-import gc
+import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
 
+from gui_support import gui_state  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.gui
 TIMEOUT_MS = 120_000
-MIMO = """\
-format: 1
-name: mimo_ls_pilots
-variables: {snr_db: 10, nt: 4, nr: 8}
-blocks:
-  pil:  {type: csirs.pilots, params: {nt: $nt, num_pilots: 8}}
-  ch:   {type: channel.mimo_flat, params: {nt: $nt, nr: $nr, snr_db: $snr_db}}
-  est:  {type: estimator.ls}
-  nmse: {type: sink.nmse}
-connections:
-  - pil.pilots -> ch.pilots
-  - ch.y_pilots -> est.y_pilots
-  - pil.pilots -> est.pilots
-  - est.h_hat -> nmse.h_hat
-  - ch.h -> nmse.h
-"""
-
-
-@pytest.fixture(autouse=True)
-def _state_dir(tmp_path, monkeypatch):
-    monkeypatch.setenv("SEMFLOW_STATE_DIR", str(tmp_path / "state"))
-    # PySide6 can crash (abort, segfault) when the cyclic garbage collector frees Qt
-    # wrappers that refer to each other (a window's panels, a scene's items), and tests
-    # leave many behind. No collection during a GUI test; what it left is frozen, never freed.
-    gc.disable()
-    yield
-    gc.freeze()
-    gc.enable()
+sys.path.insert(0, str(ROOT / "scripts"))
+from screenshots import MIMO_GRAPH as MIMO  # noqa: E402  (the graph the docs show)
 
 
 def test_colourise_labels_and_logits_with_the_mfnet_palette():
