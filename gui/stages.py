@@ -139,6 +139,7 @@ class StageEditor(QWidget):
                 it.setCheckState(Qt.Checked if n in chosen else Qt.Unchecked)
                 self.trainable.addItem(it)
             self.loss.setText(str(st.get("loss", "")))
+            self.loss.setCursorPosition(0)            # read from the start
             opt = st.get("optimizer") or {}
             self.opt.setCurrentText(str(opt.get("type", "adam")))
             self.lr.setText(format_value(opt.get("lr", "")))
