@@ -290,6 +290,7 @@ class GraphScene(QGraphicsScene):
         self.blocks: dict[str, BlockItem] = {}
         self.edges: dict[tuple, EdgeItem] = {}
         self.variables: dict[str, VariableItem] = {}
+        self.notes: list = []             # refusal reasons shown for a few seconds
         self._wire: QGraphicsPathItem | None = None
         self._wire_from: PortItem | None = None
         self.last_refusal: str | None = None
@@ -302,6 +303,9 @@ class GraphScene(QGraphicsScene):
 
     # ---- model -> items ------------------------------------------------------------------
     def _on_changed(self, what: str):
+        if what == "file":                # another graph: the last graph's notes go
+            for note in list(self.notes):
+                self.drop_note(note)
         if what == "positions":
             self.sync_positions()
         elif what.startswith("block:"):
@@ -504,7 +508,13 @@ class GraphScene(QGraphicsScene):
         note.setZValue(20)
         note.setPos((pos or QPointF(0, 0)) + QPointF(12, 12))
         self.addItem(note)
-        QTimer.singleShot(5000, lambda: note.scene() is self and self.removeItem(note))
+        self.notes.append(note)
+        QTimer.singleShot(5000, lambda: self.drop_note(note))
+
+    def drop_note(self, note):
+        if note in self.notes:
+            self.notes.remove(note)
+            discard(self, note)
 
     def fitting_blocks(self, port: PortItem) -> list[tuple[str, str]]:
         """(type id, port) of every registered block with a free port this wire can feed or

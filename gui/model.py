@@ -97,7 +97,23 @@ class EditorModel(QObject):
         except SemflowError as exc:       # compile raises only for whole-graph failures
             self.compiled = None
             self.problems = [self.spec.problem(0, str(exc))]
+        exposed = self.exposed_inputs()
+        if exposed:                       # a part edited on its own: its exposed inputs are fed
+            self.problems = [p for p in self.problems  # by the graph that includes it
+                             if not any(p.message.startswith(f"block '{b}' (") and
+                                        p.message.endswith(f"required input '{port}' is not connected")
+                                        for b, port in exposed)]
         self.validated.emit()
+
+    def exposed_inputs(self) -> set:
+        """(block, port) pairs that this graph's ``ports: inputs:`` expose."""
+        out = set()
+        for ref in ((self.spec.ports or {}).get("inputs") or {}).values():
+            for r in (ref if isinstance(ref, list) else [ref]):
+                ep = parse_endpoint(str(r))
+                if ep:
+                    out.add(ep)
+        return out
 
     # ---- problems ------------------------------------------------------------------------
     def block_problems(self, name: str) -> list[str]:

@@ -47,6 +47,8 @@ def main(argv=None) -> int:
     ap.add_argument("--steps", type=int, default=0, help="training steps (default: the smoke preset's)")
     ap.add_argument("--out", default=str(ROOT / "docs" / "img"))
     args = ap.parse_args(argv)
+    import torch
+    torch.set_num_threads(1)          # a shared 2-core box: spinning OpenMP threads cost 10x
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
 
@@ -100,6 +102,8 @@ def main(argv=None) -> int:
     w.scene.end_wire(ch.anchor())                  # real image into a complex channel: refused
     shot(w.view, "gui_validation.png")
     w.model.undo.undo()
+    for note in list(w.scene.notes):               # the refusal's note belongs to that picture only
+        w.scene.drop_note(note)
 
     # ---- the train-stage editor ------------------------------------------------------------
     w.side_tabs.setCurrentWidget(w.stage_editor)

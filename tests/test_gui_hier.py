@@ -118,3 +118,13 @@ def test_wire_dropped_on_empty_canvas_offers_fitting_blocks(window):
     pop.choose_current()
     assert "pn.x -> rayleigh.x" in [str(c) for c in w.model.spec.connections]
     assert w.model.undo.count() == steps + 1
+
+
+def test_a_part_on_its_own_has_no_problem_for_its_exposed_inputs(qtbot):
+    from gui.model import EditorModel
+    m = EditorModel()
+    m.open(ROOT / "graphs" / "parts" / "deepjscc_tx.yaml")
+    assert m.problems == []                                 # enc.image is fed by the including graph
+    m.spec.ports = {"inputs": {}, "outputs": {"x": "pn.x"}}
+    m.revalidate()
+    assert any("required input 'image'" in p.message for p in m.problems)

@@ -186,6 +186,7 @@ class ControlView(QWidget):
     def refresh(self):
         for c in self.controls:
             self.box.removeWidget(c)
+            c.hide()                      # gone at once, deleted when the event loop comes round
             c.deleteLater()
         self.controls = []
         for spec in self.specs():
