@@ -1,8 +1,9 @@
 """Help → Live demo: DeepJSCC over AWGN whose PSNR follows the SNR slider.
 
 The first time, a small DeepJSCC (graphs/deepjscc_awgn.yaml, 16 filters) is trained for
-``DEMO["steps"]`` steps over SNRs drawn uniformly in [0, 20] dB (about half a minute on two
-CPU cores); its run folder is kept in the per-user state folder and reused afterwards.
+``DEMO["steps"]`` steps over SNRs drawn uniformly in [0, 20] dB (under a minute of CPU time;
+3 minutes of wall time on a two-core box shared with other jobs); its run folder is kept in
+the per-user state folder and reused afterwards.
 Then live inference starts, with the runtime control on ``snr_db``.
 """
 from __future__ import annotations
@@ -56,5 +57,5 @@ def start_demo(window, overrides: dict | None = None, **live_kwargs):
 
     d.parent.mkdir(parents=True, exist_ok=True)
     panel.runFinished.connect(done)
-    window.statusBar().showMessage("live demo: training a small DeepJSCC once (about half a minute)…", 60_000)
+    window.statusBar().showMessage("live demo: training a small DeepJSCC once (under a minute of CPU time)…", 60_000)
     return panel.start("train", PRESET, out=d, overrides=overrides)
