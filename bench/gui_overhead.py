@@ -5,7 +5,7 @@
 Runs graphs/deepjscc_awgn.yaml (smoke preset with ``--steps`` training steps at
 ``--batch`` and ``--filters``, then the evaluation sweep: seconds, not minutes)
 alternately (a) headless: ``Runner.run()`` with no tap subscribers, and (b) as the
-GUI runs it: a RunWorker thread with all eight live views shown at once
+GUI runs it: a RunWorker thread with all six live views shown at once
 (not tabbed), fed through the TapBridge, while the Qt event loop draws them. Runs are
 interleaved so machine load drifts hit both alike. Prints wall times and the ratio of
 medians and of minima, and the ratio of process CPU time (all threads, so the GUI
