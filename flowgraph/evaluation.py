@@ -59,8 +59,11 @@ class EvaluationMixin:
         """Stream the held-out ``split`` of the source through the graph at every sweep point.
 
         ``points`` replaces the graph's sweep; ``write=False`` skips the files and plots
-        (validation during training uses ``split="val", write=False``)."""
+        (validation during training uses ``split="val", write=False``). Named ``metrics``
+        with ``write=False`` run only the blocks those sinks need (a validation pass on PSNR
+        does not compute MS-SSIM)."""
         sch, ev = self.scheduler, dict(self.spec.evaluate or {})
+        plan = sch.subplan([f"{m}.value" for m in metrics]) if metrics and not write else None
         values = self.graph.root.values
         ev_ = lambda v: _eval_value(v, values)  # noqa: E731
         metrics = metrics or list(ev.get("metrics") or [n for n in sch.graph.order if isinstance(sch.block(n), Sink)])
@@ -100,7 +103,7 @@ class EvaluationMixin:
                         if limit is not None and seen + _batch_len(data) > limit:
                             data = {k: v[: limit - seen] for k, v in data.items()}
                         data = {k: v.to(sch.device) for k, v in data.items()}
-                        out = sch(inject={src.name: data})
+                        out = sch(inject={src.name: data}, plan=plan)
                         if cbr is None and ev.get("cbr", True) is not False:
                             cbr = self._cbr(out, src, ev.get("cbr"))
                         if r == 0 and seen == 0:
