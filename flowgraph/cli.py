@@ -67,13 +67,18 @@ def _graph(path):
     return load_graph(path)
 
 
+def _limits(args):
+    from .limits import Limits
+    return Limits(force=getattr(args, "force", False), allow_outside_paths=getattr(args, "allow_outside_paths", False))
+
+
 def cmd_validate(args) -> int:
     from .compile import compile_graph
     bad = 0
     for path in args.graphs:
         try:
             spec = _graph(path)
-            cg = compile_graph(spec, preset=args.preset, overrides=_parse_set(args.set))
+            cg = compile_graph(spec, preset=args.preset, overrides=_parse_set(args.set), limits=_limits(args))
         except SemflowError as exc:
             print(str(exc))
             bad += 1
@@ -97,7 +102,7 @@ def _runner(args, out=None):
     if sweep:   # replaces the graph's evaluate.sweep; validation then checks the names
         spec.evaluate = {**(spec.evaluate or {}), "sweep": sweep}
     return Runner(spec, preset=args.preset, overrides=_parse_set(args.set), out=out or args.out,
-                  device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv)
+                  device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv, limits=_limits(args))
 
 
 def _resume_dir(args):
@@ -204,6 +209,13 @@ def cmd_gui(args) -> int:
     return gui_main([args.graph] if args.graph else [])
 
 
+def _safety_flags(sp):
+    sp.add_argument("--force", action="store_true",
+                    help="lift the run limits (sweep points, evaluated examples, memory; docs/robustness.md)")
+    sp.add_argument("--allow-outside-paths", action="store_true",
+                    help="let graph blocks name files outside the graph's folder and project")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="semflow", description="Block-flow-graph runs for semantic communication research.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -212,6 +224,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("graphs", nargs="+")
     v.add_argument("--preset")
     v.add_argument("--set", action="append", metavar="VAR=VALUE")
+    _safety_flags(v)
     v.set_defaults(func=cmd_validate)
 
     def common(sp, resume=True):
@@ -226,6 +239,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="log to the run directory only")
         sp.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (default: torch's choice; 1 helps on a busy machine)")
+        _safety_flags(sp)
         if resume:
             sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
             sp.add_argument("--stop-after", type=int, default=None, metavar="STEPS",

@@ -22,7 +22,10 @@ from . import expr as E
 from . import registry
 from .block import ParamValues
 from .errors import ExpressionError, GraphError, RegistryError
-from .graph import GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint
+from .graph import (GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint,
+                    project_roots, resolve_subgraph)
+from .limits import DEFAULT as DEFAULT_LIMITS, MAX_BLOCKS, MAX_GRAPH_DEPTH, Limits
+from .yamlio import brief_path
 from .losses import compile_loss
 from .shapes import ELLIPSIS, DimUnifier, fmt
 
@@ -157,8 +160,14 @@ class _Node:
 
 
 class _Compiler:
-    def __init__(self, root_spec: GraphSpec, overrides: dict, dynamic: set):
+    def __init__(self, root_spec: GraphSpec, overrides: dict, dynamic: set, lim: Limits = DEFAULT_LIMITS):
         self.root_spec = root_spec
+        self.limits = lim
+        self.roots = project_roots(root_spec.path)
+        self.loaded: dict[str, GraphSpec] = {}   # resolved path -> sub-graph read once
+        self.paths: dict[tuple, tuple] = {}      # (including file, graph:path) -> (path, resolved)
+        self.n_blocks = 0                       # blocks added so far, all levels
+        self.over_budget = False
         self.overrides = overrides
         self.dynamic = set(dynamic)            # root variables redrawn or swept
         self.problems: list[Problem] = []
@@ -178,6 +187,13 @@ class _Compiler:
         self.scopes.append(scope)
         local: dict[str, _Node] = {}
         for name, b in spec.blocks.items():
+            self.n_blocks += 1
+            if self.n_blocks > MAX_BLOCKS:
+                if not self.over_budget:
+                    self.over_budget = True
+                    self.problems.append(spec.problem(b.line, f"the graph expands to more than {MAX_BLOCKS} "
+                                                              f"blocks (graph blocks included in graph blocks)"))
+                break
             full = prefix + name
             node = _Node(full, b, enabled=self.flag(b, "enabled", spec, scope),
                          bypass=self.flag(b, "bypass", spec, scope), scope=scope, file=spec.path)
@@ -231,19 +247,31 @@ class _Compiler:
     def add_graph_block(self, node: _Node, spec: GraphSpec, scope: Scope, stack: tuple):
         b = node.spec
         rel = b.type[len(GRAPH_TYPE_PREFIX):]
-        candidates = [Path(spec.path).parent / rel, Path(rel)]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph file '{rel}' not found", b.name))
+        if self.over_budget:
             return
-        key = str(path.resolve())
+        if len(stack) > MAX_GRAPH_DEPTH:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph blocks nested deeper than "
+                                                      f"{MAX_GRAPH_DEPTH} levels", b.name))
+            return
+        try:
+            where = (spec.path, rel)
+            if where not in self.paths:
+                path = resolve_subgraph(rel, spec.path, None if self.limits.allow_outside_paths else self.roots)
+                self.paths[where] = (path, str(path.resolve()))
+            path, key = self.paths[where]
+        except GraphError as exc:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': {exc}", b.name))
+            return
         if key in stack:
-            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph '{rel}' includes itself", b.name))
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph '{brief_path(rel)}' includes itself",
+                                              b.name))
             return
         if node.bypass:
             self.problems.append(spec.problem(b.line, f"block '{b.name}': a graph block cannot be bypassed", b.name))
         try:
-            sub = load_graph(path)
+            if key not in self.loaded:     # a graph included many times is read once
+                self.loaded[key] = load_graph(path)
+            sub = self.loaded[key]
         except GraphError as exc:
             self.problems.append(spec.problem(b.line, f"block '{b.name}': {exc}", b.name))
             return
@@ -261,6 +289,8 @@ class _Compiler:
 
     def add_block(self, node: _Node, spec: GraphSpec, scope: Scope):
         b = node.spec
+        if b.name in spec.broken_blocks:
+            return        # its entry has a structural problem, reported by the schema
         try:
             cls = registry.get(b.type)
         except RegistryError as exc:
@@ -363,6 +393,7 @@ class _Compiler:
         for src, sp, dst, dp, spec, line in self.conns:
             s, d = self.nodes.get(src), self.nodes.get(dst)
             if s is None or d is None or s.cls is None or d.cls is None:
+                self.attempted.add((dst, dp))   # fed by a block already reported: no cascade
                 continue
             bad = False
             if sp not in s.cls.outputs:
@@ -493,8 +524,12 @@ class _Compiler:
 
 
 def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
-                  dynamic: set | None = None) -> CompiledGraph:
-    """Evaluate, flatten and validate ``spec``. Raises GraphError only for an unknown preset."""
+                  dynamic: set | None = None, limits: Limits | None = None) -> CompiledGraph:
+    """Evaluate, flatten and validate ``spec``. Raises GraphError only for an unknown preset.
+
+    ``limits`` (default :data:`flowgraph.limits.DEFAULT`) holds the run limits and
+    whether sub-graphs may come from outside the project (``allow_outside_paths``)."""
+    limits = limits or DEFAULT_LIMITS
     ov: dict = {}
     if preset is not None:
         if preset not in spec.presets:
@@ -504,7 +539,8 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     ov.update(overrides or {})
 
     dyn = set(dynamic or ()) | stage_dynamic_vars(spec) | sweep_vars(spec)
-    comp = _Compiler(spec, ov, dyn)
+    comp = _Compiler(spec, ov, dyn, limits)
+    comp.add_graph(spec, "", None, {}, (str(Path(spec.path).resolve()),))
     for k in (overrides or {}):
         if k not in spec.variables:
             comp.problems.append(Problem(spec.path, 0, f"--set {k}: unknown variable '{k}' "
@@ -515,7 +551,6 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
                 comp.problems.append(spec.problem(spec.line_of("presets", pname, k),
                                                   f"preset '{pname}': unknown variable '{k}' "
                                                   f"(presets override variables: {', '.join(spec.variables) or 'none'})"))
-    comp.add_graph(spec, "", None, {}, (str(Path(spec.path).resolve()),))
     comp.map_endpoints()
     comp.check_ports()
     comp.rewire_bypass()
@@ -542,11 +577,14 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
 
 
 def _dedupe(problems):
+    """Each message once; a line with a structural (schema) problem reports only that."""
+    structural = {(p.file, p.line) for p in problems if getattr(p, "structural", False)}
     seen, out = set(), []
     for p in problems:
-        if str(p) not in seen:
-            seen.add(str(p))
-            out.append(p)
+        if str(p) in seen or (not getattr(p, "structural", False) and (p.file, p.line) in structural):
+            continue
+        seen.add(str(p))
+        out.append(p)
     return out
 
 

@@ -42,3 +42,15 @@ class BlockError(SemflowError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         super().__init__(f"block '{block}' ({type_id}) failed" + (f" ({where})" if where else "")
                          + f": {type(exc).__name__}: {first}")
+
+
+def brief(value, limit: int = 60) -> str:
+    """``repr(value)`` for a message, cut to a short prefix with its length when long.
+
+    Error messages echo bad values; a 1 MB string must not become a 1 MB line."""
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr fails still gets a message
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

@@ -37,6 +37,7 @@ from .compile import CompiledGraph, compile_graph
 from .errors import SemflowError, ValidationError
 from .evaluation import EvaluationMixin
 from .graph import GraphSpec
+from .limits import Limits
 from .report import format_table, plot_metrics  # noqa: F401 (re-exported)
 from .rundir import Log, package_versions
 from .scheduler import Scheduler
@@ -57,11 +58,12 @@ class Runner(TrainingMixin, EvaluationMixin):
     def __init__(self, spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0,
                  taps: TapHub | None = None, quiet: bool = False, check_finite: bool = True,
-                 command: list | None = None):
+                 command: list | None = None, limits: Limits | None = None):
         if device.startswith("cuda") and not torch.cuda.is_available():
             raise SemflowError(f"--device {device}: CUDA is not available on this machine")
         self.spec = spec
-        self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides)
+        self.limits = limits or Limits()
+        self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides, limits=self.limits)
         if not self.graph.ok:
             raise ValidationError(self.graph.problems)
         self.preset, self.overrides, self.seed, self.device = preset, dict(overrides or {}), int(seed), device
