@@ -73,22 +73,25 @@ def _limits(args):
 
 
 def cmd_validate(args) -> int:
-    from .compile import compile_graph
+    """Without --preset, the graph as written and under each of its presets."""
+    from .compile import compile_graph, validate_graph
     bad = 0
     for path in args.graphs:
         try:
             spec = _graph(path)
-            cg = compile_graph(spec, preset=args.preset, overrides=_parse_set(args.set), limits=_limits(args))
+            problems = validate_graph(spec, preset=args.preset, overrides=_parse_set(args.set), limits=_limits(args))
         except SemflowError as exc:
             print(str(exc))
             bad += 1
             continue
-        if cg.problems:
+        if problems:
             bad += 1
-            for p in cg.problems:
+            for p in problems:
                 print(p)
         else:
-            print(f"{path}: ok ({len(cg.blocks)} blocks, {len(cg.edges)} connections)")
+            cg = compile_graph(spec, preset=args.preset, overrides=_parse_set(args.set), limits=_limits(args))
+            presets = f", {len(spec.presets)} presets" if spec.presets and not args.preset else ""
+            print(f"{path}: ok ({len(cg.blocks)} blocks, {len(cg.edges)} connections{presets})")
     return 1 if bad else 0
 
 

@@ -11,7 +11,9 @@ when a variable changes between frames (per-batch redraws, sweeps, GUI sliders).
 """
 from __future__ import annotations
 
+import difflib
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,20 +21,21 @@ from typing import Any
 import networkx as nx
 
 from . import expr as E
-from . import registry
+from . import registry, schema
 from .block import ParamValues
-from .errors import ExpressionError, GraphError, RegistryError
+from .errors import ExpressionError, GraphError, RegistryError, brief
 from .graph import (GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint,
                     project_roots, resolve_subgraph)
 from .limits import DEFAULT as DEFAULT_LIMITS, MAX_BLOCKS, MAX_GRAPH_DEPTH, Limits
 from .yamlio import brief_path
+from .checks import check_runtime_values, check_stage_settings, draws_reason, dynamic_closure, loss_reason, uses
 from .losses import compile_loss
 from .shapes import ELLIPSIS, DimUnifier, fmt
 
 STAGE_KEYS = ("stage", "trainable", "copy_weights", "loss", "optimizer", "schedule", "steps", "grad_clip",
               "log_every", "checkpoint_every", "variables")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential")
+OPTIMIZERS = schema.OPTIMIZERS
+SCHEDULES = schema.SCHEDULES
 
 
 class Scope:
@@ -68,12 +71,27 @@ class Scope:
             self.order = list(raw)
 
     def compute(self, overrides: dict | None = None, problems: list | None = None) -> dict:
-        """Evaluate all variables. ``overrides`` (root scope) replace raw values."""
+        """Evaluate all variables into ``values``. ``overrides`` (root scope) replace raw values."""
+        self.values = self.evaluate(overrides, problems)
+        return self.values
+
+    def evaluate(self, overrides: dict | None = None, problems: list | None = None,
+                 parent_values: dict | None = None) -> dict:
+        """The variables' values under ``overrides``, without changing ``values`` (validation
+        tries sweep points and stage settings this way). A child scope reads its parent's
+        ``parent_values`` (default: the parent's current values)."""
         raw = dict(self.spec.variables)
         vals: dict[str, Any] = {}
         if self.parent is not None:
+            pv = self.parent.values if parent_values is None else parent_values
             for k, v in self.parent_overrides.items():
-                raw[k] = _eval_value(v, self.parent.values)
+                try:
+                    raw[k] = _eval_value(v, pv)
+                except ExpressionError as exc:
+                    if problems is None:
+                        raise
+                    problems.append(self.spec.problem(0, f"variable '{k}' (set by the including graph): {exc}"))
+                    raw[k] = None
         for k, v in (overrides or {}).items():
             raw[k] = v
         for name in self.order + [k for k in raw if k not in self.order]:
@@ -81,14 +99,17 @@ class Scope:
             try:
                 vals[name] = _eval_value(val, vals)
             except ExpressionError as exc:
+                line = _line_of(self.spec.variables, name)
                 if problems is None:
-                    raise ExpressionError(f"{self.spec.path}:{self.spec.variables.line_of(name, 0)}: "
-                                          f"variable '{name}': {exc}") from None
-                problems.append(self.spec.problem(self.spec.variables.line_of(name, 0) if name in self.spec.variables
-                                                  else 0, f"variable '{name}': {exc}"))
+                    raise ExpressionError(f"{self.spec.path}:{line}: variable '{name}': {exc}") from None
+                problems.append(self.spec.problem(line, f"variable '{name}': {exc}"))
                 vals[name] = None
-        self.values = vals
         return vals
+
+
+def _line_of(mapping, key) -> int:
+    """A key's line where the mapping came from a file (0 for mappings built in code)."""
+    return mapping.line_of(key, 0) if hasattr(mapping, "line_of") and key in mapping else 0
 
 
 def _eval_value(val, variables: dict):
@@ -126,10 +147,23 @@ class CompiledGraph:
     overrides: dict = field(default_factory=dict)
     preset: str | None = None
     dynamic_vars: set = field(default_factory=set)
+    port_aliases: dict = field(default_factory=dict)  # "codec.image" -> ("codec/dec", "image")
+    graph_outputs: dict = field(default_factory=dict)  # graph block -> its exposed outputs
+    subgraphs: dict = field(default_factory=dict)      # resolved path -> GraphSpec of every graph block
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def resolve_port(self, block: str, port: str) -> tuple:
+        """A port as losses and metrics may name it (``codec.image`` of a graph block)
+        -> the inner block's port that produces it (``codec/dec``, ``image``)."""
+        return self.port_aliases.get(f"{block}.{port}", (block, port))
+
+    def resolve_loss(self, loss):
+        """A compiled loss whose port references name inner blocks (in place; returned)."""
+        loss.ports = [self.resolve_port(b, p) for b, p in loss.ports]
+        return loss
 
     def resolved_dims(self, block: str, port: str, output: bool) -> tuple | None:
         """A port's shape with symbols replaced by sizes where the graph fixes them."""
@@ -166,6 +200,8 @@ class _Compiler:
         self.roots = project_roots(root_spec.path)
         self.loaded: dict[str, GraphSpec] = {}   # resolved path -> sub-graph read once
         self.paths: dict[tuple, tuple] = {}      # (including file, graph:path) -> (path, resolved)
+        self.port_aliases: dict[str, tuple] = {} # "graph_block.port" -> (inner block, port)
+        self.graph_outputs: dict[str, list] = {} # graph block -> its exposed outputs
         self.n_blocks = 0                       # blocks added so far, all levels
         self.over_budget = False
         self.overrides = overrides
@@ -321,6 +357,12 @@ class _Compiler:
                                                             f"and cannot take a distribution ({val!r})", b.name))
                     ok = False
                     continue
+                reason = draws_reason(val, pspec)
+                if reason:
+                    self.problems.append(spec.problem(line, f"block '{b.name}' ({b.type}): param '{k}' {reason}",
+                                                      b.name))
+                    ok = False
+                    continue
             if E.is_expression(raw) and pspec.runtime:
                 node.runtime_exprs[k] = raw
             val = fixed(val)
@@ -358,31 +400,65 @@ class _Compiler:
         self.conns.append((prefix + c.src, c.src_port, prefix + c.dst, c.dst_port, spec, c.line))
 
     # ---- after all files are read ------------------------------------------------------
+    def _graph_node(self, name):
+        n = self.nodes.get(name)
+        return n if n is not None and (n.exposed_in or n.exposed_out or (n.spec.is_graph and n.ok)) else None
+
+    def inner_output(self, name: str, port: str):
+        """The plain block output a (possibly nested) graph block's output stands for:
+        ``(name, port)`` unchanged for plain blocks, None if the graph does not expose it."""
+        for _ in range(MAX_GRAPH_DEPTH + 2):
+            g = self._graph_node(name)
+            if g is None:
+                return name, port
+            if port not in g.exposed_out:
+                return None
+            name, port = g.exposed_out[port]
+        return None
+
+    def inner_inputs(self, name: str, port: str) -> list | None:
+        """The plain block inputs a (possibly nested) graph block's input feeds."""
+        g = self._graph_node(name)
+        if g is None:
+            return [(name, port)]
+        if port not in g.exposed_in:
+            return None
+        out = []
+        for t, tp in g.exposed_in[port]:
+            out += self.inner_inputs(t, tp) or []
+        return out
+
     def map_endpoints(self):
-        """Route connections through graph blocks' exposed ports to the inner blocks."""
+        """Route connections through graph blocks' exposed ports to the inner blocks
+        (through every level of nesting); keep the outputs as aliases for losses."""
         out = []
         for src, sp, dst, dp, spec, line in self.conns:
             s, d = self.nodes.get(src), self.nodes.get(dst)
             if s is None or d is None:
                 continue          # a block that failed to load; already reported
-            if s.exposed_out or (s.spec.is_graph and s.ok):
-                if sp not in s.exposed_out:
-                    self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
-                                                            f"'{src}' exposes no output '{sp}' "
-                                                            f"(outputs: {', '.join(s.exposed_out) or 'none'})"))
-                    continue
-                src, sp = s.exposed_out[sp]
-            targets = [(dst, dp)]
-            if d.exposed_in or (d.spec.is_graph and d.ok):
-                if dp not in d.exposed_in:
-                    self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
-                                                            f"'{dst}' exposes no input '{dp}' "
-                                                            f"(inputs: {', '.join(d.exposed_in) or 'none'})"))
-                    continue
-                targets = d.exposed_in[dp]
+            inner = self.inner_output(src, sp)
+            if inner is None:
+                g = self._graph_node(src)
+                self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
+                                                        f"'{src}' exposes no output '{sp}' "
+                                                        f"(outputs: {', '.join(g.exposed_out) or 'none'})"))
+                continue
+            targets = self.inner_inputs(dst, dp)
+            if targets is None:
+                g = self._graph_node(dst)
+                self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
+                                                        f"'{dst}' exposes no input '{dp}' "
+                                                        f"(inputs: {', '.join(g.exposed_in) or 'none'})"))
+                continue
             for t, tp in targets:
-                out.append((src, sp, t, tp, spec, line))
+                out.append((*inner, t, tp, spec, line))
         for name in [n for n, nd in self.nodes.items() if nd.spec.is_graph]:
+            for port in self.nodes[name].exposed_out:
+                target = self.inner_output(name, port)
+                if target is not None:
+                    self.port_aliases[f"{name}.{port}"] = target
+            self.graph_outputs[name] = sorted(self.nodes[name].exposed_out)
+        for name in list(self.graph_outputs):
             del self.nodes[name]
         self.conns = out
 
@@ -543,8 +619,9 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     comp.add_graph(spec, "", None, {}, (str(Path(spec.path).resolve()),))
     for k in (overrides or {}):
         if k not in spec.variables:
-            comp.problems.append(Problem(spec.path, 0, f"--set {k}: unknown variable '{k}' "
-                                                       f"(variables: {', '.join(spec.variables) or 'none'})"))
+            close = difflib.get_close_matches(str(k), list(spec.variables), n=1)
+            comp.problems.append(Problem(spec.path, 0, f"--set {k}: unknown variable '{k}' " + (
+                f"(did you mean '{close[0]}'?)" if close else f"(variables: {', '.join(spec.variables) or 'none'})")))
     for pname, pval in spec.presets.items():
         for k in (pval or {}):
             if k not in spec.variables:
@@ -559,7 +636,8 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     comp.unify_shapes()
 
     cg = CompiledGraph(spec=spec, root=comp.scopes[0] if comp.scopes else None, scopes=comp.scopes,
-                       dims=comp.dims, overrides=ov, preset=preset, dynamic_vars=dyn)
+                       dims=comp.dims, overrides=ov, preset=preset, dynamic_vars=dyn,
+                       port_aliases=comp.port_aliases, graph_outputs=comp.graph_outputs, subgraphs=comp.loaded)
     for name in order:
         n = comp.nodes[name]
         if n.cls is None or not n.ok:
@@ -571,9 +649,35 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     comp.problems.extend(_check_dynamic(comp, dyn))
     enabled = {n: comp.flags.get((spec.path, n, "enabled"), b.enabled) for n, b in spec.blocks.items()}
     comp.problems.extend(_check_train(spec, comp.nodes, cg, enabled))
-    comp.problems.extend(_check_evaluate(spec, comp.nodes))
+    comp.problems.extend(_check_evaluate(spec, comp.nodes, cg, limits))
+    comp.problems.extend(_check_sweep_values(comp, spec))
+    comp.problems.extend(_check_stage_values(comp, spec, cg.root.values if cg.root else {}))
+    if not comp.problems:    # shapes are only meaningful in a graph that is otherwise sound
+        comp.problems.extend(_check_losses(spec, cg))
     cg.problems = _dedupe(comp.problems)
     return cg
+
+
+def validate_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
+                   limits: Limits | None = None) -> list:
+    """Every problem of ``spec`` as ``semflow validate`` reports it.
+
+    With ``preset=None`` the graph is checked as written and then under each of its
+    presets (each a set of overrides): a problem that only a preset causes is reported
+    as ``file:line: preset 'quick': ...``. A given ``preset`` checks that one only."""
+    if preset is not None:
+        return compile_graph(spec, preset=preset, overrides=overrides, limits=limits).problems
+    problems = list(compile_graph(spec, overrides=overrides, limits=limits).problems)
+    seen = {str(p) for p in problems}
+    for name in spec.presets:
+        for p in compile_graph(spec, preset=name, overrides=overrides, limits=limits).problems:
+            if str(p) in seen:
+                continue
+            seen.add(str(p))
+            prefix = f"preset '{name}': "
+            problems.append(p if p.message.startswith(prefix) else
+                            Problem(p.file, p.line, prefix + p.message, p.block, p.structural))
+    return problems
 
 
 def _dedupe(problems):
@@ -611,19 +715,7 @@ def sweep_vars(spec: GraphSpec) -> set:
 def _check_dynamic(comp: _Compiler, dyn: set) -> list:
     """A param fixed at build time must not depend on a variable that changes per frame."""
     problems = []
-    # dynamic closure per scope
-    dyn_by_scope: dict[int, set] = {}
-    for scope in comp.scopes:
-        if scope.parent is None:
-            d = set(dyn)
-        else:
-            pd = dyn_by_scope.get(id(scope.parent), set())
-            d = {k for k, v in scope.parent_overrides.items() if _uses(v, pd)}
-        for name in scope.order:
-            val = scope.spec.variables.get(name)
-            if name not in d and _uses(val, d):
-                d.add(name)
-        dyn_by_scope[id(scope)] = d
+    dyn_by_scope = dynamic_closure(comp.scopes, dyn)
     for name, node in comp.nodes.items():
         if node.cls is None or node.scope is None:
             continue
@@ -640,14 +732,7 @@ def _check_dynamic(comp: _Compiler, dyn: set) -> list:
     return problems
 
 
-def _uses(raw, names: set):
-    if not names or not E.is_expression(raw):
-        return None
-    try:
-        hit = E.names_used(str(raw)) & names
-    except ExpressionError:
-        return None
-    return sorted(hit)[0] if hit else None
+_uses = uses
 
 
 def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict) -> list:
@@ -655,14 +740,14 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict)
     names = set(spec.blocks)
     values = cg.root.values if cg.root else {}
     for i, st in enumerate(spec.train):
-        label = st.get("stage", f"#{i + 1}")
+        label = _stage_label(st, i)
 
         def P(key, msg, _i=i):
             problems.append(spec.problem(spec.line_of("train", _i, key), f"train stage '{label}': {msg}"))
 
         for k in st:
             if k not in STAGE_KEYS and k not in spec.variables:
-                P(k, f"unknown key '{k}': not a stage setting ({', '.join(STAGE_KEYS)}) nor a variable")
+                P(k, f"unknown key {brief(k)}: not a stage setting ({', '.join(STAGE_KEYS)}) nor a variable")
         for k in (st.get("variables") or {}):
             if k not in spec.variables:
                 P("variables", f"unknown variable '{k}'")
@@ -702,7 +787,7 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict)
             except ExpressionError as exc:
                 P("loss", f"loss: {exc}")
                 refs = []
-            for b, port in refs:
+            for b, port in _resolve_refs(refs, cg, lambda m: P("loss", m)):
                 node = nodes.get(b)
                 if b not in names and b not in nodes:
                     P("loss", f"loss refers to unknown block '{b}'")
@@ -712,28 +797,43 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict)
                 elif port not in node.cls.outputs:
                     P("loss", f"loss refers to unknown output '{b}.{port}' "
                               f"(outputs: {', '.join(node.cls.outputs)})")
-        opt = st.get("optimizer") or {"type": "adam"}
-        if not isinstance(opt, dict) or opt.get("type", "adam") not in OPTIMIZERS:
-            P("optimizer", f"optimizer type must be one of {', '.join(OPTIMIZERS)}")
-        sched = st.get("schedule") or {"type": "constant"}
-        if not isinstance(sched, dict) or sched.get("type", "constant") not in SCHEDULES:
-            P("schedule", f"schedule type must be one of {', '.join(SCHEDULES)}")
+        for line, msg in check_stage_settings(st, values, lambda sec, key, _i=i: _stage_line(spec, _i, sec, key)):
+            problems.append(spec.problem(line, f"train stage '{label}': {msg}"))
         try:
             steps = _eval_value(st.get("steps", 0), values)
             if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-                P("steps", f"'steps' must be a non-negative integer, got {steps!r}")
+                P("steps", f"'steps' must be a non-negative integer, got {brief(steps)}")
         except ExpressionError as exc:
             P("steps", f"steps: {exc}")
     return problems
 
 
-def _check_evaluate(spec: GraphSpec, nodes: dict) -> list:
+def _stage_label(st: dict, i: int) -> str:
+    label = str(st.get("stage", f"#{i + 1}"))
+    return label if len(label) <= 40 else label[:40] + "..."
+
+
+def _stage_line(spec: GraphSpec, i: int, section: str, key) -> int:
+    return spec.line_of("train", i, section, key) if key is not None else spec.line_of("train", i, section)
+
+
+def _resolve_refs(refs, cg: CompiledGraph, report) -> list:
+    """Port references of a loss with graph-block outputs replaced by the inner blocks'
+    (``codec.image`` -> ``codec/dec.image``); a port a graph block does not expose is reported."""
+    out = []
+    for b, port in refs:
+        if b in cg.graph_outputs and f"{b}.{port}" not in cg.port_aliases:
+            report(f"loss refers to '{b}.{port}', but graph block '{b}' exposes no output '{port}' "
+                   f"(outputs: {', '.join(cg.graph_outputs[b]) or 'none'})")
+            continue
+        out.append(cg.resolve_port(b, port))
+    return out
+
+
+def _check_evaluate(spec: GraphSpec, nodes: dict, cg: CompiledGraph, limits: Limits) -> list:
+    """evaluate: sweep variables and size, metric blocks (keys and types: the schema)."""
     problems = []
     ev = spec.evaluate or {}
-    for k in ev:
-        if k not in ("sweep", "metrics", "batch", "images", "plot", "cbr"):
-            problems.append(spec.problem(spec.line_of("evaluate", k), f"evaluate: unknown key '{k}' "
-                                                                      "(known: sweep, metrics, batch, images, cbr)"))
     cbr = ev.get("cbr", True)
     if not (cbr is True or cbr is False or (isinstance(cbr, list) and all(isinstance(c, str) for c in cbr))):
         problems.append(spec.problem(spec.line_of("evaluate", "cbr"),
@@ -745,18 +845,121 @@ def _check_evaluate(spec: GraphSpec, nodes: dict) -> list:
     for k, vals in sweep.items():
         if k not in spec.variables:
             problems.append(spec.problem(spec.line_of("evaluate", "sweep", k),
-                                         f"evaluate.sweep: unknown variable '{k}'"))
+                                         f"evaluate.sweep: unknown variable {brief(k)}"))
         if not isinstance(vals, list) or not vals:
             problems.append(spec.problem(spec.line_of("evaluate", "sweep", k),
                                          f"evaluate.sweep.{k} must be a non-empty list"))
+    n_points = math.prod(len(v) for v in sweep.values() if isinstance(v, list))
+    if n_points > limits.max_sweep_points and not limits.force:
+        problems.append(spec.problem(spec.line_of("evaluate", "sweep"),
+                                     f"evaluate.sweep has {n_points} points (limit {limits.max_sweep_points}): "
+                                     f"use fewer values, or pass --force"))
+    images = _literal(ev.get("images"), cg)
+    if isinstance(images, int) and not isinstance(images, bool):
+        if images < 0:
+            problems.append(spec.problem(spec.line_of("evaluate", "images"),
+                                         f"evaluate.images must be >= 0, got {images}"))
+        elif images * n_points > limits.max_eval_examples and not limits.force:
+            problems.append(spec.problem(spec.line_of("evaluate", "images"),
+                                         f"evaluation would run {images * n_points} examples ({images} images x "
+                                         f"{n_points} sweep points; limit {limits.max_eval_examples}): lower "
+                                         f"evaluate.images, or pass --force"))
+    batch = _literal(ev.get("batch"), cg)
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        problems.append(spec.problem(spec.line_of("evaluate", "batch"),
+                                     f"evaluate.batch must be an integer >= 1, got {brief(batch)}"))
     from .block import Sink
     for m in ev.get("metrics") or []:
         node = nodes.get(m)
-        if m not in spec.blocks and m not in nodes:
-            problems.append(spec.problem(spec.line_of("evaluate", "metrics"), f"evaluate.metrics: unknown block '{m}'"))
+        line = spec.line_of("evaluate", "metrics")
+        if m in cg.graph_outputs:
+            inner = sorted(n for n, rb in cg.blocks.items() if n.startswith(m + "/") and issubclass(rb.cls, Sink))
+            problems.append(spec.problem(line, f"evaluate.metrics: '{m}' is a graph block; name a sink inside it"
+                                               + (f" ({', '.join(inner)})" if inner else "")))
+        elif m not in spec.blocks and m not in nodes:
+            problems.append(spec.problem(line, f"evaluate.metrics: unknown block {brief(m)}"))
         elif node is not None and node.cls is not None and not issubclass(node.cls, Sink):
-            problems.append(spec.problem(spec.line_of("evaluate", "metrics"),
-                                         f"evaluate.metrics: block '{m}' ({node.cls.type_id}) is not a sink"))
+            problems.append(spec.problem(line, f"evaluate.metrics: block '{m}' ({node.cls.type_id}) is not a sink"))
+    return problems
+
+
+def _literal(raw, cg: CompiledGraph):
+    """A setting's value when it evaluates without error (else None: reported elsewhere)."""
+    if raw is None:
+        return None
+    try:
+        return _eval_value(raw, cg.root.values if cg.root else {})
+    except ExpressionError:
+        return None
+
+
+def _check_sweep_values(comp: _Compiler, spec: GraphSpec) -> list:
+    """Every sweep value against every runtime param it feeds, reported at its own line."""
+    problems = []
+    sweep = (spec.evaluate or {}).get("sweep") or {}
+    for k, vals in (sweep.items() if isinstance(sweep, dict) else ()):
+        if k not in spec.variables or not isinstance(vals, list):
+            continue
+        seen = set()
+        for i, v in enumerate(vals):
+            if repr(v) in seen:
+                continue
+            seen.add(repr(v))
+            line = spec.line_of("evaluate", "sweep", k, i)
+            problems += check_runtime_values(comp, {k: v}, {k}, spec.path, line,
+                                             f"evaluate.sweep.{k}[{i}] = {brief(v)}")
+    return problems
+
+
+def _stage_overrides(st: dict) -> dict:
+    """The variables a train stage sets: keys that are not stage settings, and `variables:`."""
+    out = {k: v for k, v in st.items() if k not in STAGE_KEYS}
+    if isinstance(st.get("variables"), dict):
+        out.update(st["variables"])
+    return out
+
+
+def _check_stage_values(comp: _Compiler, spec: GraphSpec, values: dict) -> list:
+    """Each train stage's variables (literals, expressions, per-batch distributions) against
+    every runtime param they feed, with the values they take during the stage."""
+    problems = []
+    for i, st in enumerate(spec.train):
+        label = _stage_label(st, i)
+        for k, raw in _stage_overrides(st).items():
+            if k not in spec.variables:
+                continue
+            try:
+                v = _eval_value(raw, values)     # stage settings are read in the root scope
+            except ExpressionError:
+                continue                         # reported by the stage checks
+            line = spec.line_of("train", i, k) if k in st else spec.line_of("train", i, "variables", k)
+            problems += check_runtime_values(comp, {k: v}, {k}, spec.path, line,
+                                             f"train stage '{label}': {k} = {brief(v)}")
+    return problems
+
+
+def _check_losses(spec: GraphSpec, cg: CompiledGraph) -> list:
+    """Each stage's loss, evaluated once on the ports' resolved shapes and kinds."""
+    problems = []
+    for i, st in enumerate(spec.train):
+        text = st.get("loss")
+        if not isinstance(text, str) or not text.strip():
+            continue
+        try:
+            loss = compile_loss(text)
+        except ExpressionError:
+            continue                             # reported by the stage checks
+        loss.ports = _resolve_refs(loss.ports, cg, lambda m: None)
+        variables = dict(cg.root.values if cg.root else {})
+        for k, raw in _stage_overrides(st).items():
+            try:
+                variables[k] = fixed(_eval_value(raw, variables))
+            except ExpressionError:
+                pass
+        reason = loss_reason(loss, cg, variables)
+        if reason:
+            problems.append(spec.problem(spec.line_of("train", i, "loss"),
+                                         f"train stage '{_stage_label(st, i)}': loss {brief(text)} {reason}"))
     return problems
 
 

@@ -60,6 +60,7 @@ class EvaluationMixin:
                         data = {k: v[: limit - seen] for k, v in data.items()}
                     data = {k: v.to(sch.device) for k, v in data.items()}
                     out = sch(inject={src.name: data})
+                    sch.check_finite_values(out, [f"{m}.value" for m in metrics], self.taps.info["where"])
                     if cbr is None and ev.get("cbr", True) is not False:
                         cbr = self._cbr(out, src, ev.get("cbr"))
                     for m in metrics:

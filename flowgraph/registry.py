@@ -8,6 +8,7 @@ registered under an id that is taken is refused with both classes named.
 """
 from __future__ import annotations
 
+import difflib
 import os
 import re
 import sys
@@ -86,6 +87,8 @@ def get(type_id: str):
         return _REGISTRY[type_id]
     except KeyError:
         close = [t for t in _REGISTRY if t.split(".")[-1] == type_id.split(".")[-1]]
+        if not close and len(type_id) <= 80:
+            close = difflib.get_close_matches(type_id, list(_REGISTRY), n=1, cutoff=0.8)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         shown = f"'{type_id}'" if len(type_id) <= 80 else brief(type_id)
         raise RegistryError(f"unknown block type {shown}{hint}") from None

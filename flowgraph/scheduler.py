@@ -17,7 +17,7 @@ from torch import nn
 from . import expr as E
 from .block import Source, tensor_kind
 from .compile import CompiledGraph, _eval_value, fixed
-from .errors import BlockError, SemflowError, ValidationError
+from .errors import BlockError, NonFiniteError, SemflowError, ValidationError, brief
 from .shapes import match_shape
 from .taps import TapHub
 
@@ -118,13 +118,15 @@ class Scheduler(nn.Module):
         Distributions are sampled by the caller; here every value is concrete.
         """
         self._var_overrides.update(values)
-        self._apply_variables()
+        self._apply_variables(values)
 
     def reset_variables(self, values: dict | None = None) -> None:
         self._var_overrides = dict(values or {})
-        self._apply_variables()
+        self._apply_variables(values or {})
 
-    def _apply_variables(self):
+    def _apply_variables(self, changed: dict):
+        """Re-evaluate variables and runtime params. A value a param refuses (a NaN
+        drawn or set per batch) is one line naming the block, the param and the values."""
         g = self.graph
         overrides = dict(g.overrides)
         overrides.update(self._var_overrides)
@@ -132,8 +134,26 @@ class Scheduler(nn.Module):
             scope.compute(overrides if scope.parent is None else None)
         self.variables = dict(g.root.values)
         for name, p, raw, scope in self._runtime:
-            val = fixed(_eval_value(raw, scope.values))
-            self.block(name).set_runtime(p, val)
+            try:
+                val = fixed(_eval_value(raw, scope.values))
+                self.block(name).set_runtime(p, val)
+            except (ValueError, SemflowError) as exc:
+                rb = self.graph.blocks[name]
+                setting = ", ".join(f"{k}={brief(v)}" for k, v in changed.items())
+                where = self.taps.info.get("where", "")
+                raise SemflowError(f"{rb.file}:{rb.line}: {exc}" + (f" (with {setting})" if setting else "")
+                                   + (f" ({where})" if where else "")) from None
+
+    def check_finite_values(self, values: dict, keys, where: str = "") -> None:
+        """Raise NonFiniteError naming the first block whose output is NaN/Inf when any of
+        ``keys`` (e.g. the metric values of an evaluation frame) is not finite."""
+        if not self.check_finite:
+            return
+        for key in keys:
+            t = values.get(key)
+            if t is not None and (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():
+                block, port = self.first_non_finite(values) or tuple(key.split(".", 1))
+                raise NonFiniteError(block, port, where)
 
     # ---- execution -------------------------------------------------------------------------
     def forward(self, inject: dict | None = None, plan: list | None = None, values: dict | None = None) -> dict:

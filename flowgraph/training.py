@@ -44,7 +44,7 @@ class TrainingMixin:
         unlogged = {k for k in named if isinstance(values.get(k), E.Distribution)}
         return {
             "name": str(st.get("stage", f"stage{i + 1}")), "trainable": list(st.get("trainable") or []),
-            "loss": compile_loss(st["loss"]), "optimizer": ev(dict(st.get("optimizer") or {"type": "adam"})),
+            "loss": self.graph.resolve_loss(compile_loss(st["loss"])), "optimizer": ev(dict(st.get("optimizer") or {"type": "adam"})),
             "schedule": ev(dict(st.get("schedule") or {"type": "constant"})), "steps": int(ev(st.get("steps", 0))),
             "grad_clip": ev(st.get("grad_clip", 0)) or 0, "log_every": int(ev(st.get("log_every", 0)) or 0),
             "checkpoint_every": int(ev(st.get("checkpoint_every", 0)) or 0), "variables": vars_,
