@@ -144,7 +144,7 @@ def cmd_train(args) -> int:
 def cmd_eval(args) -> int:
     r = _runner(args)
     try:
-        r.load_weights(args.checkpoint)
+        r.load_weights(args.checkpoint, allow_other_graph=args.allow_other_graph)
         r.evaluate()
         r.log(f"run directory: {r.out}")
     finally:
@@ -257,6 +257,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluation only, from a checkpoint")
     common(e, resume=False)
     e.add_argument("--checkpoint", required=True)
+    e.add_argument("--allow-other-graph", action="store_true",
+                   help="load a checkpoint written by another graph (same block names and shapes)")
     e.set_defaults(func=cmd_eval)
 
     b = sub.add_parser("blocks", help="list registered blocks")

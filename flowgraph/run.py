@@ -32,12 +32,13 @@ import torch
 from . import expr as E
 from . import rng
 from .block import Sink
-from .checkpoint import atomic_torch_save, load_checkpoint
+from .checkpoint import atomic_torch_save, check_for_eval, load_checkpoint, run_metadata, save_checkpoint
 from .compile import CompiledGraph, compile_graph
 from .errors import SemflowError, ValidationError
 from .evaluation import EvaluationMixin
 from .graph import GraphSpec
 from .limits import Limits
+from .lock import RunLock
 from .report import format_table, plot_metrics  # noqa: F401 (re-exported)
 from .rundir import Log, package_versions
 from .scheduler import Scheduler
@@ -70,7 +71,10 @@ class Runner(TrainingMixin, EvaluationMixin):
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.out = Path(out) if out else Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}"
         self.out.mkdir(parents=True, exist_ok=True)
+        self.lock = RunLock(self.out).acquire()      # one run at a time writes here (flowgraph/lock.py)
         self.log = Log(self.out / "log.txt", quiet=quiet)
+        if self.lock.stale_note():
+            self.log(self.lock.stale_note())
         self.taps = taps or TapHub()
         self.stop_requested = False        # set from another thread (GUI stop button)
         self.pause_requested = False
@@ -78,6 +82,7 @@ class Runner(TrainingMixin, EvaluationMixin):
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
         self.scheduler = Scheduler(self.graph, device=device, taps=self.taps, check_finite=check_finite)
+        self.checkpoint_meta = run_metadata(spec, self.graph, preset, overrides)
         # libraries' own RNGs (registered by block packages); some reseed torch's too,
         # so the global torch seed is set again after them
         rng.seed_all(self.seed + 3)
@@ -107,19 +112,23 @@ class Runner(TrainingMixin, EvaluationMixin):
         return self.out / "checkpoints" / "last.pt"
 
     def _save_checkpoint(self, stage_idx: int, step: int, opt=None, sched=None, done=False):
-        atomic_torch_save({
-            "format": 1, "graph": self.spec.name, "stage": stage_idx, "step": step, "done": done,
+        save_checkpoint({
+            "stage": stage_idx, "step": step, "done": done,
             "blocks": self.scheduler.state_dict(),
             "optimizer": opt.state_dict() if opt is not None else None,
             "lr_scheduler": sched.state_dict() if sched is not None else None,
             "rng": {"torch": torch.get_rng_state(), "variables": self.var_generator.get_state(),
                     "external": rng.get_states()},
             "seed": self.seed,
-        }, self.checkpoint_path)
+        }, self.checkpoint_path, self.checkpoint_meta)
 
-    def load_weights(self, path: str | Path) -> dict:
+    def load_weights(self, path: str | Path, allow_other_graph: bool = False) -> dict:
+        """Load a checkpoint's weights for evaluation, after checking it fits this graph
+        (flowgraph/checkpoint.py: integrity, graph, architecture)."""
         ckpt = load_checkpoint(path)
-        state = ckpt.get("blocks", ckpt)
+        for note in check_for_eval(ckpt, self, allow_other_graph):
+            self.log(f"note: {path}: {note}")
+        state = ckpt["blocks"]
         missing, unexpected = self.scheduler.load_state_dict(state, strict=False)
         if unexpected:
             raise SemflowError(f"{path}: checkpoint has entries this graph lacks: {', '.join(unexpected[:5])}")
@@ -141,3 +150,4 @@ class Runner(TrainingMixin, EvaluationMixin):
 
     def close(self):
         self.log.close()
+        self.lock.release()

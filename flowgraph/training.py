@@ -15,7 +15,7 @@ import torch
 from . import expr as E
 from . import rng
 from .block import Sink
-from .checkpoint import load_checkpoint
+from .checkpoint import check_resume, load_checkpoint
 from .compile import STAGE_KEYS, _eval_value
 from .errors import NonFiniteError, SemflowError
 from .losses import compile_loss
@@ -91,7 +91,7 @@ class TrainingMixin:
         if resume:
             if not self.checkpoint_path.is_file():
                 raise SemflowError(f"--resume: no checkpoint at {self.checkpoint_path}")
-            ckpt = load_checkpoint(self.checkpoint_path)
+            ckpt = check_resume(load_checkpoint(self.checkpoint_path), self)
             self.scheduler.load_state_dict(ckpt["blocks"])
             start_stage, start_step = int(ckpt["stage"]), int(ckpt["step"])
             if ckpt.get("done"):
