@@ -94,14 +94,13 @@ def check_runtime_values(comp, root_overrides: dict, names: set, file: str, line
     Build-time params that follow such variables are refused elsewhere (they cannot
     change per batch), so only runtime params are looked at here."""
     closure = dynamic_closure(comp.scopes, names)
-    values: dict[int, dict] = {}
     try:
-        for scope in comp.scopes:
-            if scope.parent is None:
-                values[id(scope)] = scope.evaluate({**comp.overrides, **root_overrides})
-            else:
-                values[id(scope)] = scope.evaluate(parent_values=values.get(id(scope.parent)))
+        values = _scope_values(comp, root_overrides)
     except ExpressionError as exc:
+        try:
+            _scope_values(comp, {})
+        except ExpressionError:
+            return []           # the variables fail without this value too: reported already
         return [Problem(file, line, f"{where}: {exc}")]
     problems = []
     for name, node in comp.nodes.items():
@@ -121,6 +120,16 @@ def check_runtime_values(comp, root_overrides: dict, names: set, file: str, line
                 problems.append(Problem(file, line, f"{where}: block '{name}' ({node.cls.type_id}): "
                                                     f"param '{p}' {reason}", name))
     return problems
+
+
+def _scope_values(comp, root_overrides: dict) -> dict:
+    values: dict[int, dict] = {}
+    for scope in comp.scopes:
+        if scope.parent is None:
+            values[id(scope)] = scope.evaluate({**comp.overrides, **root_overrides})
+        else:
+            values[id(scope)] = scope.evaluate(parent_values=values.get(id(scope.parent)))
+    return values
 
 
 # --------------------------------------------------------------------------------------
@@ -202,7 +211,7 @@ def _torch_refuses(kind: str, settings: dict) -> str | None:
 
 _BATCH = 2                      # stands in for the batch dimension B
 _DTYPES = {"real": torch.float32, "complex": torch.complex64, "int": torch.int64, "bool": torch.bool}
-_MAX_REAL_NUMEL = 4_000_000     # fall back from meta tensors to zeros only below this
+_MAX_REAL_NUMEL = 1_000_000     # real zeros up to this many elements in all, meta tensors beyond
 
 
 def loss_reason(loss, cg, variables: dict) -> str | None:
@@ -231,20 +240,35 @@ def loss_reason(loss, cg, variables: dict) -> str | None:
         shapes[f"{b}.{p}"] = (tuple(concrete), _DTYPES.get(rb.cls.outputs[p].kind))
     if any(dt is None for _, dt in shapes.values()):
         return None                           # an "any" port: kind known at run time
+    used = sorted(E.names_used(loss.code) - {f"port_ref_{i}" for i in range(len(loss.ports))})
+    key = (loss.code, tuple(shapes.items()), tuple((n, repr(variables.get(n))) for n in used))
+    if key not in _LOSS_CACHE:        # validation runs per preset and on every GUI edit: once is enough
+        if len(_LOSS_CACHE) > 256:
+            _LOSS_CACHE.clear()
+        _LOSS_CACHE[key] = _try_loss(loss, shapes, variables)
+    return _LOSS_CACHE[key]
+
+
+_LOSS_CACHE: dict = {}
+
+
+def _try_loss(loss, shapes: dict, variables: dict) -> str | None:
     desc = ", ".join(f"{k} {_fmt(s, dt)}" for k, (s, dt) in shapes.items())
     reason = None
-    for device in ("meta", "cpu"):
-        if device == "cpu" and sum(math.prod(s) for s, _ in shapes.values()) > _MAX_REAL_NUMEL:
-            return None
+    small = sum(math.prod(s) for s, _ in shapes.values()) <= _MAX_REAL_NUMEL
+    # small tensors: real zeros on the CPU (fast kernels); large ones: meta tensors (no memory)
+    for device in (("cpu",) if small else ("meta",)):
         values = {k: torch.zeros(s, dtype=dt, device=device) for k, (s, dt) in shapes.items()}
         with warnings.catch_warnings(record=True) as caught:
             warnings.simplefilter("always")
             try:
                 result = loss(values, variables)
+            except ExpressionError as exc:
+                return f"cannot be evaluated: {exc}"
             except Exception as exc:   # any failure here is the loss's, reported as one line
                 text = " ".join(str(exc).split())
                 if device == "meta" and ("meta" in text.lower() or isinstance(exc, NotImplementedError)):
-                    continue              # this function has no meta kernel: try real zeros
+                    return None           # this function has no meta kernel: known at run time only
                 return f"fails on the ports' shapes ({desc}): {type(exc).__name__}: {text[:200]}"
         broadcast = [w for w in caught if "broadcast" in str(w.message)]
         if broadcast:

@@ -212,6 +212,7 @@ class _Compiler:
         self.scopes: list[Scope] = []
         self.dims = DimUnifier()
         self.flags: dict = {}                  # evaluated enabled/bypass expressions
+        self.attempted: set = set()            # inputs whose connection failed a check (no cascade)
 
     # ---- graphs and scopes -------------------------------------------------------------
     def add_graph(self, spec: GraphSpec, prefix: str, parent: Scope | None, parent_overrides: dict,
@@ -435,7 +436,8 @@ class _Compiler:
         for src, sp, dst, dp, spec, line in self.conns:
             s, d = self.nodes.get(src), self.nodes.get(dst)
             if s is None or d is None:
-                continue          # a block that failed to load; already reported
+                self.attempted.add((dst, dp))   # a block that failed to load; already reported
+                continue
             inner = self.inner_output(src, sp)
             if inner is None:
                 g = self._graph_node(src)
@@ -465,7 +467,6 @@ class _Compiler:
     def check_ports(self):
         """Unknown ports, kind mismatches, inputs fed twice."""
         good, fed = [], {}
-        self.attempted = set()     # inputs with a connection that failed a check (no cascade)
         for src, sp, dst, dp, spec, line in self.conns:
             s, d = self.nodes.get(src), self.nodes.get(dst)
             if s is None or d is None or s.cls is None or d.cls is None:
@@ -531,7 +532,7 @@ class _Compiler:
             del self.nodes[name]
 
     def check_required(self):
-        fed = {(d, dp) for _, _, d, dp, *_ in self.conns} | getattr(self, "attempted", set())
+        fed = {(d, dp) for _, _, d, dp, *_ in self.conns} | self.attempted
         for name, node in self.nodes.items():
             if node.cls is None:
                 continue

@@ -17,6 +17,8 @@ import torch
 from . import rng
 from .block import Sink
 from .compile import _eval_value, sweep_points
+from .limits import DEFAULT as DEFAULT_LIMITS
+from .resources import check_eval_length
 from .report import format_table, plot_metrics
 
 
@@ -37,6 +39,7 @@ class EvaluationMixin:
         points = points if points is not None else sweep_points(self.spec)
         src = sch.source()
         n_total = src.num_eval_examples() if limit is None else min(limit, src.num_eval_examples())
+        check_eval_length(len(points), n_total, getattr(self, "limits", DEFAULT_LIMITS))
         sch.eval()
         cbr = None
         rows, per_example = [], {}

@@ -39,6 +39,7 @@ from .evaluation import EvaluationMixin
 from .graph import GraphSpec
 from .limits import Limits
 from .lock import RunLock
+from .resources import check_memory
 from .report import format_table, plot_metrics  # noqa: F401 (re-exported)
 from .rundir import Log, package_versions
 from .scheduler import Scheduler
@@ -81,6 +82,7 @@ class Runner(TrainingMixin, EvaluationMixin):
         torch.manual_seed(self.seed)
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
+        check_memory(self.graph, self.limits, bool(spec.train), device)   # before allocating anything
         self.scheduler = Scheduler(self.graph, device=device, taps=self.taps, check_finite=check_finite)
         self.checkpoint_meta = run_metadata(spec, self.graph, preset, overrides)
         # libraries' own RNGs (registered by block packages); some reseed torch's too,

@@ -55,6 +55,7 @@ class _LineLoader(yaml.SafeLoader):
         self._depth = 0
         self._aliases = 0
         self._sizes: dict[int, int] = {}      # id(node) -> values in it, aliases expanded
+        self._total = 0                       # values in the file so far, aliases expanded
         self._open_anchors: set[str] = set()  # anchors of collections still being composed
 
     # -- scanner: flow brackets and indentation are where nesting starts ------------------
@@ -78,10 +79,13 @@ class _LineLoader(yaml.SafeLoader):
                               event.start_mark)
             if event.anchor in self._open_anchors:
                 raise _refuse(f"alias *{event.anchor} refers to a value that contains it", event.start_mark)
-            return super().compose_node(parent, index)
+            node = super().compose_node(parent, index)
+            self._count(self._sizes.get(id(node), 1), event.start_mark)
+            return node
         self._depth += 1
         if self._depth > limits.MAX_YAML_DEPTH:
             raise _too_deep(event.start_mark)
+        self._count(1, event.start_mark)
         anchor = event.anchor if isinstance(event, yaml.CollectionStartEvent) else None
         if anchor is not None:
             self._open_anchors.add(anchor)
@@ -95,14 +99,20 @@ class _LineLoader(yaml.SafeLoader):
             size += sum(self._sizes.get(id(n), 1) for n in node.value)
         elif isinstance(node, yaml.MappingNode):
             size += sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
-        if size > limits.MAX_YAML_VALUES:
-            raise _refuse(f"this value expands to more than {limits.MAX_YAML_VALUES} values "
-                          "(aliases count at every use)", node.start_mark)
         self._sizes[id(node)] = size
         return node
 
+    def _count(self, n: int, mark) -> None:
+        """Values in the file so far, aliases expanded: refused as soon as over budget."""
+        self._total += n
+        if self._total > limits.MAX_YAML_VALUES:
+            raise _refuse(f"the file expands to more than {limits.MAX_YAML_VALUES} values "
+                          "(aliases count at every use)", mark)
+
     # -- constructor: integers that fit, no exotic types ----------------------------------
     def construct_yaml_int(self, node):
+        if not isinstance(node, yaml.ScalarNode):
+            return super().construct_yaml_int(node)    # refuses it: "expected a scalar node"
         text = str(node.value)
         if len(text) > 30:
             raise _refuse(f"integer literal of {len(text)} characters is too large "
@@ -121,6 +131,9 @@ class _LineLoader(yaml.SafeLoader):
                       "files (plain values, lists and mappings only)", node.start_mark)
 
 
+_TAG = "tag:yaml.org,2002:"
+
+
 def _refuse(problem: str, mark) -> yaml.MarkedYAMLError:
     return yaml.MarkedYAMLError(problem=problem, problem_mark=mark)
 
@@ -130,6 +143,8 @@ def _too_deep(mark) -> yaml.MarkedYAMLError:
 
 
 def _construct_mapping(loader, node):
+    if not isinstance(node, yaml.MappingNode):    # e.g. `!!map [1, 2]`
+        raise _refuse(f"tag {node.tag.replace(_TAG, '!!')} needs a mapping", node.start_mark)
     loader.flatten_mapping(node)
     d = LineDict()
     d.line = node.start_mark.line + 1
@@ -148,13 +163,14 @@ def _construct_mapping(loader, node):
 
 
 def _construct_sequence(loader, node):
+    if not isinstance(node, yaml.SequenceNode):   # e.g. `!!seq {a: 1}`
+        raise _refuse(f"tag {node.tag.replace(_TAG, '!!')} needs a list", node.start_mark)
     lst = LineList(loader.construct_object(n, deep=True) for n in node.value)
     lst.line = node.start_mark.line + 1
     lst.lines = [n.start_mark.line + 1 for n in node.value]
     return lst
 
 
-_TAG = "tag:yaml.org,2002:"
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_MAPPING_TAG, _construct_mapping)
 _LineLoader.add_constructor(yaml.resolver.BaseResolver.DEFAULT_SEQUENCE_TAG, _construct_sequence)
 _LineLoader.add_constructor(_TAG + "int", _LineLoader.construct_yaml_int)
