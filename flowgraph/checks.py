@@ -263,13 +263,13 @@ def _try_loss(loss, shapes: dict, variables: dict) -> str | None:
             warnings.simplefilter("always")
             try:
                 result = loss(values, variables)
-            except ExpressionError as exc:
-                return f"cannot be evaluated: {exc}"
             except Exception as exc:   # any failure here is the loss's, reported as one line
                 text = " ".join(str(exc).split())
                 if device == "meta" and ("meta" in text.lower() or isinstance(exc, NotImplementedError)):
                     return None           # this function has no meta kernel: known at run time only
-                return f"fails on the ports' shapes ({desc}): {type(exc).__name__}: {text[:200]}"
+                if not isinstance(exc, ExpressionError):
+                    text = f"{type(exc).__name__}: {text}"
+                return f"fails on the ports' shapes ({desc}): {text[:240]}" if desc else f"fails: {text[:240]}"
         broadcast = [w for w in caught if "broadcast" in str(w.message)]
         if broadcast:
             reason = (f"mixes ports of different shapes ({desc}): "

@@ -42,10 +42,12 @@ class Scope:
     """The variables of one graph file; a child scope's overrides are parent expressions."""
 
     def __init__(self, spec: GraphSpec, parent: "Scope | None" = None, parent_overrides=None,
-                 problems: list | None = None):
+                 problems: list | None = None, override_at=None):
         self.spec, self.parent = spec, parent
         self.parent_overrides = dict(parent_overrides or {})   # {var: raw value in parent scope}
+        self.override_at = override_at      # the BlockSpec and file of the including graph block
         self.values: dict[str, Any] = {}
+        self.failed: set = set()            # variables whose value could not be computed (reported)
         self.order: list[str] = []
         self._plan(problems if problems is not None else [])
 
@@ -72,11 +74,12 @@ class Scope:
 
     def compute(self, overrides: dict | None = None, problems: list | None = None) -> dict:
         """Evaluate all variables into ``values``. ``overrides`` (root scope) replace raw values."""
-        self.values = self.evaluate(overrides, problems)
+        self.failed = set()
+        self.values = self.evaluate(overrides, problems, failed=self.failed)
         return self.values
 
     def evaluate(self, overrides: dict | None = None, problems: list | None = None,
-                 parent_values: dict | None = None) -> dict:
+                 parent_values: dict | None = None, failed: set | None = None) -> dict:
         """The variables' values under ``overrides``, without changing ``values`` (validation
         tries sweep points and stage settings this way). A child scope reads its parent's
         ``parent_values`` (default: the parent's current values)."""
@@ -90,8 +93,13 @@ class Scope:
                 except ExpressionError as exc:
                     if problems is None:
                         raise
-                    problems.append(self.spec.problem(0, f"variable '{k}' (set by the including graph): {exc}"))
+                    block, file = self.override_at or (None, self.spec.path)
+                    line = block.param_lines.get(k, block.line) if block is not None else 0
+                    where = f"block '{block.name}': " if block is not None else ""
+                    problems.append(Problem(file, line, f"{where}param '{k}': {exc}", block and block.name))
                     raw[k] = None
+                    if failed is not None:
+                        failed.add(k)
         for k, v in (overrides or {}).items():
             raw[k] = v
         for name in self.order + [k for k in raw if k not in self.order]:
@@ -104,6 +112,8 @@ class Scope:
                     raise ExpressionError(f"{self.spec.path}:{line}: variable '{name}': {exc}") from None
                 problems.append(self.spec.problem(line, f"variable '{name}': {exc}"))
                 vals[name] = None
+                if failed is not None:
+                    failed.add(name)
         return vals
 
 
@@ -216,10 +226,11 @@ class _Compiler:
 
     # ---- graphs and scopes -------------------------------------------------------------
     def add_graph(self, spec: GraphSpec, prefix: str, parent: Scope | None, parent_overrides: dict,
-                  stack: tuple) -> tuple[dict, dict]:
-        """Add a graph's blocks (flattened under ``prefix``); return its exposed ports."""
+                  stack: tuple, at: tuple | None = None) -> tuple[dict, dict]:
+        """Add a graph's blocks (flattened under ``prefix``); return its exposed ports.
+        ``at``: (BlockSpec, file) of the graph block that includes this graph."""
         self.problems.extend(spec.problems)
-        scope = Scope(spec, parent, parent_overrides, self.problems)
+        scope = Scope(spec, parent, parent_overrides, self.problems, at)
         scope.compute(self.overrides if parent is None else None, self.problems)
         self.scopes.append(scope)
         local: dict[str, _Node] = {}
@@ -320,7 +331,8 @@ class _Compiler:
         if not node.enabled:
             return
         params = {k: v for k, v in b.params.items() if k in sub.variables}
-        node.exposed_in, node.exposed_out = self.add_graph(sub, node.name + "/", scope, params, stack + (key,))
+        node.exposed_in, node.exposed_out = self.add_graph(sub, node.name + "/", scope, params, stack + (key,),
+                                                           (b, spec.path))
         node.ok = True
         self.nodes[node.name] = node   # placeholder; connections are mapped through it
 
@@ -345,6 +357,9 @@ class _Compiler:
                 self.problems.append(spec.problem(line, f"block '{b.name}' ({b.type}): unknown param '{k}' "
                                                         f"(params: {known})", b.name))
                 ok = False
+                continue
+            if scope.failed and _uses(raw, scope.failed):
+                ok = False          # follows a variable whose own problem is reported
                 continue
             try:
                 val = _eval_value(raw, scope.values)
@@ -438,19 +453,15 @@ class _Compiler:
             if s is None or d is None:
                 self.attempted.add((dst, dp))   # a block that failed to load; already reported
                 continue
-            inner = self.inner_output(src, sp)
-            if inner is None:
-                g = self._graph_node(src)
-                self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
-                                                        f"'{src}' exposes no output '{sp}' "
-                                                        f"(outputs: {', '.join(g.exposed_out) or 'none'})"))
-                continue
-            targets = self.inner_inputs(dst, dp)
-            if targets is None:
-                g = self._graph_node(dst)
-                self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
-                                                        f"'{dst}' exposes no input '{dp}' "
-                                                        f"(inputs: {', '.join(g.exposed_in) or 'none'})"))
+            inner, targets = self.inner_output(src, sp), self.inner_inputs(dst, dp)
+            for found, block, port, side, exposed in ((inner, src, sp, "output", "exposed_out"),
+                                                       (targets, dst, dp, "input", "exposed_in")):
+                if found is None:
+                    ports = getattr(self._graph_node(block), exposed)
+                    self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
+                                                            f"'{block}' exposes no {side} '{port}' "
+                                                            f"({side}s: {', '.join(ports) or 'none'})"))
+            if inner is None or targets is None:
                 continue
             for t, tp in targets:
                 out.append((*inner, t, tp, spec, line))

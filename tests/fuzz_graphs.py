@@ -96,8 +96,13 @@ def _show(path) -> str:
     return ".".join(str(k) for k in path)
 
 
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)    # libyaml when present: generation is not under test
+_DUMPER = getattr(yaml, "CSafeDumper", yaml.SafeDumper)
+_PARSED: dict = {}
+
+
 def _dump(data) -> str:
-    return yaml.safe_dump(data, sort_keys=False, allow_unicode=True, width=120)
+    return yaml.dump(data, Dumper=_DUMPER, sort_keys=False, allow_unicode=True, width=120)
 
 
 def _typo(rng, key: str) -> str:
@@ -124,7 +129,10 @@ def _weird(rng, marker: str):
 
 def _pick_graph(rng, graphs):
     name = rng.choice(sorted(graphs))
-    return name, yaml.safe_load(graphs[name])
+    key = (name, graphs[name])
+    if key not in _PARSED:
+        _PARSED[key] = yaml.load(graphs[name], Loader=_LOADER)
+    return name, copy.deepcopy(_PARSED[key])
 
 
 def m_delete_key(rng, graphs, marker):

@@ -164,8 +164,7 @@ def test_optimizer_values_from_a_preset_are_checked():
 # ---- 19.3 the loss on the graph's resolved shapes and kinds ------------------------
 
 @pytest.mark.parametrize("loss,message", [
-    ("mse(enc.y, src.x)", "fails on the ports' shapes (enc.y (B,8) float32, src.x (B,4) float32): RuntimeError: "
-                          "The size of tensor a (8) must match the size of tensor b (4)"),
+    ("mse(enc.y, src.x)", "fails on the ports' shapes (enc.y (B,8) float32, src.x (B,4) float32): "),
     ("mse(dec.y, one.x)", "mixes ports of different shapes (dec.y (B,4) float32, one.x (B,1) float32): "
                           "Using a target size (torch.Size([2, 1])) that is different to the input size"),
     ("dec.y", "must be a scalar, but on the ports' shapes (dec.y (B,4) float32) it is shape (2, 4)"),
@@ -180,6 +179,8 @@ def test_the_loss_is_evaluated_on_resolved_shapes(loss, message):
         return
     assert len(got) == 1 and got[0].startswith(f"v.yaml:{line_of(text, 'loss:')}: train stage 'e2e': loss "), got
     assert message in got[0], got
+    if loss == "mse(enc.y, src.x)":
+        assert "The size of tensor a (8) must match the size of tensor b (4)" in got[0]
 
 
 def test_a_loss_over_a_complex_port_and_a_real_port_is_refused():
@@ -268,6 +269,15 @@ def test_graph_block_port_errors_in_losses_and_metrics(tmp_path):
     # naming the inner sink works
     top.write_text(TOP.replace("metrics: [err]", "metrics: [codec/err]"))
     assert compile_graph(load_graph(top)).problems == []
+
+
+def test_a_bad_graph_block_param_is_reported_once_at_its_line(tmp_path):
+    (tmp_path / "codec.yaml").write_text(CODEC)
+    top = tmp_path / "top.yaml"
+    top.write_text(TOP.replace('  codec: {type: "graph:codec.yaml"}',
+                               '  codec:\n    type: "graph:codec.yaml"\n    params:\n      hidden: $hiden'))
+    assert [str(p) for p in compile_graph(load_graph(top)).problems] == [
+        f"{top}:9: block 'codec': param 'hidden': unknown variable 'hiden'"]
 
 
 def test_nested_graph_blocks_resolve_through_every_level(tmp_path):
