@@ -93,14 +93,12 @@ def check_runtime_values(comp, root_overrides: dict, names: set, file: str, line
 
     Build-time params that follow such variables are refused elsewhere (they cannot
     change per batch), so only runtime params are looked at here."""
+    if any(scope.failed for scope in comp.scopes):
+        return []               # some variable fails as written: reported, and every check here would too
     closure = dynamic_closure(comp.scopes, names)
     try:
         values = _scope_values(comp, root_overrides)
     except ExpressionError as exc:
-        try:
-            _scope_values(comp, {})
-        except ExpressionError:
-            return []           # the variables fail without this value too: reported already
         return [Problem(file, line, f"{where}: {exc}")]
     problems = []
     for name, node in comp.nodes.items():
@@ -240,6 +238,8 @@ def loss_reason(loss, cg, variables: dict) -> str | None:
         shapes[f"{b}.{p}"] = (tuple(concrete), _DTYPES.get(rb.cls.outputs[p].kind))
     if any(dt is None for _, dt in shapes.values()):
         return None                           # an "any" port: kind known at run time
+    if any(math.prod(shape) > 2 ** 40 for shape, _ in shapes.values()):
+        return None                           # beyond any memory: the run's memory check refuses it
     used = sorted(E.names_used(loss.code) - {f"port_ref_{i}" for i in range(len(loss.ports))})
     key = (loss.code, tuple(shapes.items()), tuple((n, repr(variables.get(n))) for n in used))
     if key not in _LOSS_CACHE:        # validation runs per preset and on every GUI edit: once is enough

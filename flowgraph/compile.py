@@ -2,7 +2,11 @@
 
 ``compile_graph(spec, preset=..., overrides=...)`` returns a :class:`CompiledGraph`
 whose ``problems`` list holds *every* finding as a one-line ``file:line: message``.
-The scheduler only builds graphs without problems; ``semflow validate`` prints them.
+The scheduler only builds graphs without problems; ``semflow validate`` prints them
+(:func:`validate_graph`: the graph and each of its presets). The file's structure was
+checked while loading (:mod:`flowgraph.schema`); here are the wiring checks, and the
+value checks of :mod:`flowgraph.checks` (sweeps, stage variables, optimizer and
+schedule settings, the loss on resolved shapes) are run in order.
 
 Variables live in :class:`Scope` objects (one per graph file; a graph used as a block
 gets a child scope whose variables are overridden by that block's params). Params
@@ -23,14 +27,14 @@ import networkx as nx
 from . import expr as E
 from . import registry, schema
 from .block import ParamValues
+from .checks import check_runtime_values, check_stage_settings, draws_reason, dynamic_closure, loss_reason, uses
 from .errors import ExpressionError, GraphError, RegistryError, brief
 from .graph import (GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint,
                     project_roots, resolve_subgraph)
 from .limits import DEFAULT as DEFAULT_LIMITS, MAX_BLOCKS, MAX_GRAPH_DEPTH, Limits
-from .yamlio import brief_path
-from .checks import check_runtime_values, check_stage_settings, draws_reason, dynamic_closure, loss_reason, uses
 from .losses import compile_loss
 from .shapes import ELLIPSIS, DimUnifier, fmt
+from .yamlio import brief_path
 
 STAGE_KEYS = ("stage", "trainable", "copy_weights", "loss", "optimizer", "schedule", "steps", "grad_clip",
               "log_every", "checkpoint_every", "variables")
@@ -545,8 +549,8 @@ class _Compiler:
     def check_required(self):
         fed = {(d, dp) for _, _, d, dp, *_ in self.conns} | self.attempted
         for name, node in self.nodes.items():
-            if node.cls is None:
-                continue
+            if node.cls is None or (node.scope is not None and node.scope.spec.connections_broken):
+                continue      # its file's connections could not all be read: that is reported instead
             for port, pspec in node.cls.inputs.items():
                 if not pspec.optional and (name, port) not in fed:
                     self.problems.append(Problem(node.file, node.spec.line,

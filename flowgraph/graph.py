@@ -112,6 +112,7 @@ class GraphSpec:
     problems: list = field(default_factory=list)       # structural problems met while parsing
     raw: Any = None                                     # the LineDict as loaded (for line look-ups)
     broken_blocks: set = field(default_factory=set)    # blocks left out for a structural problem
+    connections_broken: bool = False                   # some connection could not be read (reported)
 
     # ---- line look-ups -------------------------------------------------------------
     def line_of(self, *keys) -> int:
@@ -297,11 +298,14 @@ def graph_from_data(data, path: str = "<memory>") -> GraphSpec:
             param_lines={k: params.line_of(k) for k in params})
 
     conns = clean.get("connections", LineList())
+    raw_conns = data.get("connections")
+    g.connections_broken = raw_conns is not None and (not isinstance(raw_conns, list) or len(raw_conns) != len(conns))
     for i, text in enumerate(conns):
         line = conns.line_of(i)
         c = parse_connection(text, line)
         if c is None:
             P.append(g.problem(line, f"connection {brief(text)} must look like 'src.port -> dst.port'"))
+            g.connections_broken = True
             continue
         g.connections.append(c)
 

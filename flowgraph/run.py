@@ -8,7 +8,9 @@ A run directory holds::
     train.csv             per-step loss, learning rate and metric means (a tap logger)
     metrics.json/.csv     evaluation: per sweep point, mean / std / 95% CI of every metric
     <metric>_vs_<var>.png one plot per metric against the first sweep variable
-    checkpoints/last.pt   state_dicts, optimizer, RNG states (atomic: temp file + rename)
+    checkpoints/last.pt   state_dicts, optimizer, RNG states, run metadata and a content
+                          hash (flowgraph/checkpoint.py: written atomically, verified on load)
+    run.lock              held while the run lives (flowgraph/lock.py)
 
 Resuming (``--resume``) loads ``checkpoints/last.pt`` and continues the same stage at
 the same step with the same RNG states, so the parameters at the end equal those of

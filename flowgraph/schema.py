@@ -362,6 +362,9 @@ def got(value) -> str:
     return f"{type(value).__name__} {brief(value, 40)}"
 
 
+MAX_PER_COLLECTION = 10        # findings reported from one list or mapping before "... and N more"
+
+
 @dataclass
 class Finding:
     line: int
@@ -374,6 +377,14 @@ class _Walk:
 
     def bad(self, line, path, message):
         self.findings.append(Finding(line, f"{path}: {message}" if path else message))
+
+    def cap(self, before: int, path: str, keep: int = MAX_PER_COLLECTION):
+        """At most ``keep`` findings from one list or mapping, then one line counting the rest."""
+        extra = len(self.findings) - before - keep
+        if extra > 0:
+            last = self.findings[before + keep - 1]
+            del self.findings[before + keep:]
+            self.findings.append(Finding(last.line, f"{path}: ... and {extra} more problems like these"))
 
     def check(self, kind: Kind, value, path: str, line: int):
         """Return the cleaned value, or _BAD after reporting why it does not fit."""
@@ -389,15 +400,18 @@ class _Walk:
             from .yamlio import LineList
             out = LineList()
             out.line = getattr(value, "line", line)
+            before = len(self.findings)
             for i, item in enumerate(value):
                 iline = value.line_of(i) if hasattr(value, "line_of") else line
                 v = self.check(kind.item, item, f"{path}[{i}]", iline)
                 if v is not _BAD:
                     out.append(v)
                     out.lines.append(iline)
+            self.cap(before, path)
             return out
         if isinstance(kind, MapOf):
             out = _empty_like(value, line)
+            before = len(self.findings)
             for k, v in value.items():
                 kline = value.line_of(k) if hasattr(value, "line_of") else line
                 if not isinstance(k, str) or (kind.identifier and not _IDENT.match(k)):
@@ -407,6 +421,7 @@ class _Walk:
                 cv = self.check(kind.value, v, _join(path, k), kline)
                 if cv is not _BAD:
                     _put(out, k, cv, kline)
+            self.cap(before, path)
             return out
         if isinstance(kind, Record):
             return self.record(kind, value, path, line)

@@ -110,6 +110,16 @@ class _LineLoader(yaml.SafeLoader):
                           "(aliases count at every use)", mark)
 
     # -- constructor: integers that fit, no exotic types ----------------------------------
+    def construct_object(self, node, deep=False):
+        """A value a tag cannot make (`!!int notanint`, `!!bool maybe`) is a located YAML error."""
+        try:
+            return super().construct_object(node, deep)
+        except (ValueError, KeyError, TypeError, AttributeError, OverflowError) as exc:
+            tag = str(node.tag).replace(_TAG, "!!")
+            value = node.value if isinstance(node, yaml.ScalarNode) else type(node.value).__name__
+            raise _refuse(f"{tag} cannot be made from {brief(value, 40)} ({type(exc).__name__})",
+                          node.start_mark) from None
+
     def construct_yaml_int(self, node):
         if not isinstance(node, yaml.ScalarNode):
             return super().construct_yaml_int(node)    # refuses it: "expected a scalar node"

@@ -479,15 +479,18 @@ class Worker:
         return self.proc.stdout.readline() if ready else None
 
     def validate(self, path: Path, timeout: float):
+        """(reply or None after a hang, seconds the case took; a restart is not counted)."""
         if self.proc is None or self.proc.poll() is not None:
             self.start()
+        t0 = time.monotonic()
         self.proc.stdin.write(json.dumps({"path": str(path)}) + "\n")
         self.proc.stdin.flush()
         line = self._read(timeout)
+        seconds = time.monotonic() - t0
         if not line:
             self.stop()
-            return None
-        return json.loads(line)
+            return None, seconds
+        return json.loads(line), seconds
 
     def stop(self):
         if self.proc is not None and self.proc.poll() is None:
@@ -504,9 +507,8 @@ def run_cases(cases, directory: Path, code_root: Path = ROOT, timeout: float = 2
         for case in cases:
             case_dir = directory / f"case{case.index:05d}"
             entry = write_case(case, case_dir)
-            t0 = time.monotonic()
-            reply = worker.validate(entry, timeout)
-            outcomes.append(classify(case, case_dir, reply, time.monotonic() - t0))
+            reply, seconds = worker.validate(entry, timeout)
+            outcomes.append(classify(case, case_dir, reply, seconds))
             if not keep:
                 shutil.rmtree(case_dir, ignore_errors=True)
             if progress:
@@ -541,17 +543,29 @@ def main(argv=None):
     ap.add_argument("--timeout", type=float, default=20.0)
     ap.add_argument("--dir", type=Path, default=None)
     ap.add_argument("--show", default="traceback,hang,unlocated", help="outcomes to list one per line")
+    ap.add_argument("--only", default="", help="comma-separated case indices to run (of --cases)")
+    ap.add_argument("--json", type=Path, default=None, help="write every outcome (index, kind, status, lines)")
     args = ap.parse_args(argv)
     import tempfile
     directory = args.dir or Path(tempfile.mkdtemp(prefix="semflow-fuzz-"))
     marker = directory / MARKER
     cases = generate(seed_graphs(args.graphs or args.code), args.cases, args.seed, str(marker))
+    if args.only:
+        keep = {int(i) for i in args.only.split(",")}
+        cases = [c for c in cases if c.index in keep]
     t0 = time.monotonic()
     outcomes = run_cases(cases, directory, args.code.resolve(), args.timeout,
                          progress=lambda o: print(f"\r{o.case.index + 1}/{len(cases)}", end="", file=sys.stderr))
     print(file=sys.stderr)
     print(table(outcomes))
-    print(f"\n{len(cases)} cases in {time.monotonic() - t0:.0f} s; code executed: {marker.exists()}")
+    slowest = max(outcomes, key=lambda o: o.seconds)
+    print(f"\n{len(cases)} cases in {time.monotonic() - t0:.0f} s (slowest {slowest.seconds:.1f} s: "
+          f"[{slowest.case.kind}] {slowest.case.name[:60]}); code executed: {marker.exists()}")
+    if args.json:
+        args.json.write_text(json.dumps([{"index": o.case.index, "kind": o.case.kind, "name": o.case.name,
+                                          "status": o.status, "seconds": round(o.seconds, 3),
+                                          "lines": [ln[:300] for ln in o.lines[:5]], "detail": o.detail}
+                                         for o in outcomes], indent=1))
     show = set(args.show.split(","))
     for o in outcomes:
         if o.status in show:

@@ -35,5 +35,6 @@ for line in sys.stdin:
             reply["rc"] = exc.code
         except BaseException:  # noqa: BLE001 - the point is to see what escapes
             reply["traceback"] = traceback.format_exc()[-4000:]
-    reply["out"], reply["err"] = out.getvalue()[-20000:], err.getvalue()[-20000:]
+    # at most the last 200 lines of each (a case may print many problems)
+    reply["out"], reply["err"] = ("\n".join(b.getvalue().splitlines()[-200:]) for b in (out, err))
     print(json.dumps(reply), file=proto, flush=True)

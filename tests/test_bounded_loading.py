@@ -31,6 +31,12 @@ def _laughs(levels=6, width=9):
     ("a: !!binary aGVsbG8=\n", 1, "YAML tag !!binary is not allowed"),
     ("a: !!set {x, y}\n", 1, "YAML tag !!set is not allowed"),
     ("a: !!python/object/apply:os.system ['true']\n", 1, "could not determine a constructor"),
+    ("a: !!int notanint\n", 1, "!!int cannot be made from 'notanint'"),
+    ("a: !!bool maybe\n", 1, "!!bool cannot be made from 'maybe'"),
+    ("a: [1, !!float x]\n", 1, "!!float cannot be made from 'x'"),
+    ("a: !!map [1, 2]\n", 1, "tag !!map needs a mapping"),
+    ("a: !!seq {b: 1}\n", 1, "tag !!seq needs a list"),
+    ("a: [" + ", ".join(["0"] * 30_000) + "]\n", 1, f"the file expands to more than {limits.MAX_YAML_VALUES} values"),
     ("a: 1\na: 2\n", 2, "duplicate key 'a'"),
     ("? [1, 2]\n: 3\n", 1, "a mapping key must be a plain value"),
 ])

@@ -227,3 +227,11 @@ def test_schema_tables_cover_the_sections_and_keys_the_engine_reads():
         assert set(options) <= set(schema.OPTIMIZER.fields), kind
     for kind, options in schema.SCHEDULE_OPTIONS.items():
         assert set(options) <= set(schema.SCHEDULE.fields), kind
+
+
+def test_a_long_list_of_bad_items_is_reported_in_a_few_lines():
+    text = RICH.replace("connections:\n", "connections:\n" + "".join(f"  - {i}\n" for i in range(500)), 1)
+    problems = [str(p) for p in compile_graph(loads_graph(text, "rich.yaml")).problems]
+    assert len(problems) == schema.MAX_PER_COLLECTION + 1, problems
+    assert problems[-1].endswith("connections: ... and 490 more problems like these")
+    assert not any("is not connected" in p for p in problems)    # no cascade from the dropped items
