@@ -34,7 +34,7 @@ KINDS = ("real", "complex", "int", "bool", "any")
 
 #: Known stages, in signal-flow order (the GUI palette groups by these).
 STAGES = ("source", "extractor", "csirs", "estimator", "precoder", "channel",
-          "combiner", "decoder", "sink", "classical")
+          "combiner", "decoder", "sink", "classical", "tensor")
 
 ELLIPSIS = "..."
 
@@ -224,8 +224,11 @@ class Block(nn.Module):
 class Source(Block):
     """A block that produces data with no inputs (images, labels).
 
-    ``forward()`` returns the next training batch. ``eval_batches(batch)`` yields the
-    held-out split exactly once, deterministically. Random state lives in
+    ``forward()`` returns the next training batch. ``eval_batches(batch, split)`` yields a
+    held-out split exactly once, deterministically: ``split="test"``, or ``"val"``, a
+    validation split disjoint from train and test where the dataset has one (otherwise a
+    one-line SemflowError naming the block). ``num_eval_examples(split)`` is its size and
+    ``dataset_info`` says what it is (dataset, path, split, count). Random state lives in
     ``self.generator`` and is saved in checkpoints, so resumed runs draw the same data.
     """
 
@@ -237,15 +240,30 @@ class Source(Block):
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
 
-    def eval_batches(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def num_eval_examples(self) -> int:
+    def num_eval_examples(self, split: str = "test") -> int:
         raise NotImplementedError
+
+    @property
+    def dataset_info(self) -> dict:
+        """What the held-out numbers are measured on: {dataset, path, split, count, ...}."""
+        return {"dataset": self.type_id, "path": "", "split": "test", "count": self.num_eval_examples()}
 
     def source_values_per_example(self) -> int | None:
         """Real source values per example (H*W*3 for images), used for the CBR."""
         return None
+
+    def set_batch(self, n: int) -> None:
+        """Change the training batch size between frames (a train stage's ``batch:``); the
+        run restores the graph's value after the stage. Sets ``self.p["batch"]``: a source
+        that builds anything from its batch size overrides this to rebuild it."""
+        if "batch" not in self.params:
+            raise ValueError(f"source '{self.name}' ({self.type_id}) has no 'batch' param")
+        if int(n) < 1:
+            raise ValueError(f"source '{self.name}' ({self.type_id}): batch must be >= 1, got {n}")
+        self.p["batch"] = int(n)
 
     def get_extra_state(self):
         return {"generator": self.generator.get_state()}
@@ -259,10 +277,35 @@ class Sink(Block):
     """A metric sink: its ``value`` output holds one real number per example (B,).
 
     Evaluation gathers these per-example values over the held-out split, then reports
-    mean and spread. ``higher_is_better`` and ``unit`` label tables and plots.
+    mean and spread. ``higher_is_better``, ``unit``, ``scale`` and ``proportion`` label
+    tables and plots and choose the interval.
+
+    Set-level metrics (a dataset mIoU from a confusion matrix, a Fréchet distance) add an
+    output port ``"stats"`` (real or int, ``("B", ...)``: additive per-example statistics
+    or per-example features) and implement :meth:`reduce_stats`. Evaluation concatenates
+    ``stats`` along dim 0 over every example of one sweep point (all batches and repeats)
+    and reports ``reduce_stats(stats)`` as the column ``<block name>_<set_suffix>``.
     """
     outputs = {"value": Port("real", ("B",), tag="scalar", doc="metric per example")}
     higher_is_better: ClassVar[bool] = True
     unit: ClassVar[str] = ""
     #: computed on training log steps (set False for costly metrics such as MS-SSIM)
     log_in_training: ClassVar[bool] = True
+    #: y axis of plots: "log" for error rates and NMSE, else "linear"
+    scale: ClassVar[str] = "linear"
+    #: values are success/failure rates in [0, 1]: the 95% CI is a Wilson interval
+    proportion: ClassVar[bool] = False
+    #: the set-level column is ``f"{block name}_{set_suffix}"`` (sinks with a "stats" port)
+    set_suffix: ClassVar[str] = "set"
+    #: False: ``value`` is no meaningful per-example number (FID); only the set column is reported
+    per_example: ClassVar[bool] = True
+    #: evaluation adds a seeded bootstrap 95% CI over examples to the set-level value
+    set_bootstrap: ClassVar[bool] = True
+
+    @classmethod
+    def has_set_metric(cls) -> bool:
+        return "stats" in cls.outputs
+
+    def reduce_stats(self, stats: torch.Tensor) -> float:
+        """Reduce the ``stats`` of every example of one evaluation point to one number."""
+        raise NotImplementedError(f"{type(self).__name__} declares a 'stats' port but no reduce_stats")

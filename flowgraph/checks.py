@@ -172,13 +172,8 @@ def check_stage_settings(stage: dict, values: dict, line_of) -> list:
                 bad = True
                 continue
             checks = [row.check] if row.check else []
-            if key == "lr_by_block" and isinstance(val, dict):
-                checks, val = [], None
-                for block, lr in evaluated[key].items():
-                    reason = schema.positive(lr)
-                    if reason:
-                        out.append((line_of(section, key), f"{section}.lr_by_block.{block}: {reason}"))
-                        bad = True
+            if key == "lr_by_block":
+                continue            # its blocks and rates: the train-stage checks (compile._train_lr_by_block)
             for check in checks:
                 reason = check(val)
                 if reason:

@@ -124,6 +124,11 @@ class Scheduler(nn.Module):
         self._var_overrides = dict(values or {})
         self._apply_variables(values or {})
 
+    @property
+    def variable_overrides(self) -> dict:
+        """The values set with set_variables/reset_variables (to restore them later)."""
+        return dict(self._var_overrides)
+
     def _apply_variables(self, changed: dict):
         """Re-evaluate variables and runtime params. A value a param refuses (a NaN
         drawn or set per batch) is one line naming the block, the param and the values."""

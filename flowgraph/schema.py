@@ -274,8 +274,8 @@ SCHEDULE = Record({
 VALUES = MapOf(ANY, key="variable", what="a mapping of variable names to values")
 
 #: one train stage. Keys not in the table override variables during the stage (checked
-#: against `variables:` by the semantic checks). Rows marked (h2a) are train-stage
-#: features whose values the training code checks.
+#: against `variables:` by the semantic checks). Rows marked (features) are train-stage
+#: features whose values compile._check_train checks.
 STAGE = Record({
     "stage": Field(TEXT, doc="stage name"),
     "trainable": Field(ListOf(STR, "a non-empty list of block names", nonempty=True)),
@@ -289,13 +289,13 @@ STAGE = Record({
     "log_every": Field(INT_EXPR, check=count),
     "checkpoint_every": Field(INT_EXPR, check=count),
     "variables": Field(VALUES),
-    "enabled": Field(BOOL_EXPR),                        # (h2a)
-    "batch": Field(INT_EXPR),                           # (h2a)
-    "accumulate": Field(INT_EXPR),                      # (h2a)
-    "ema": Field(ANY),                                  # (h2a)
-    "discriminator": Field(ANY),                        # (h2a)
-    "init": Field(ANY),                                 # (h2a)
-    "validate": Field(ANY),                             # (h2a)
+    "enabled": Field(BOOL_EXPR),                        # (features)
+    "batch": Field(INT_EXPR),                           # (features)
+    "accumulate": Field(INT_EXPR),                      # (features)
+    "ema": Field(ANY),                                  # (features)
+    "discriminator": Field(ANY),                        # (features)
+    "init": Field(ANY),                                 # (features)
+    "validate": Field(ANY),                             # (features)
 }, "a mapping (one train stage)", extra=ANY, extra_doc="a variable overridden during the stage")
 
 EVALUATE = Record({
@@ -306,9 +306,13 @@ EVALUATE = Record({
     "images": Field(OneOf((INT_EXPR, NULL))),
     "plot": Field(ANY),
     "cbr": Field(OneOf((BOOL, ListOf(STR)), "true, false or a list of input ports such as [ch.x]")),
-    "repeats": Field(INT_EXPR),                         # (h1)
-    "until": Field(ANY),                                # (h1)
-    "images_at": Field(ANY),                            # (h1)
+    # Monte-Carlo evaluation and outputs (flowgraph/evaluation.py): their values are
+    # checked by compile._check_monte_carlo
+    "repeats": Field(INT_EXPR),
+    "until": Field(ANY),
+    "bootstrap": Field(INT_EXPR),
+    "image_grid": Field(ANY),
+    "units": Field(ANY),
 }, "a mapping with sweep, metrics, batch, images")
 
 BLOCK = Record({
