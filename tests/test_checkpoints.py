@@ -148,7 +148,7 @@ def _interrupted(root, tmp_path, **kw):
 def test_resume_refuses_another_preset_or_set_values(root, tmp_path, runner_kw, message):
     _interrupted(root, tmp_path)
     kw = {"overrides": {"steps": 6}, **runner_kw}
-    r = Runner(load_graph(root / TINY), out=tmp_path / "part", quiet=True, seed=2, **kw)
+    r = Runner(load_graph(root / TINY), out=tmp_path / "part", quiet=True, seed=2, resume=True, **kw)
     with pytest.raises(SemflowError) as exc:
         r.train(resume=True)
     assert message in _one_line(exc)
@@ -158,13 +158,13 @@ def test_resume_refuses_a_changed_graph_and_impossible_positions(root, tmp_path)
     path = _interrupted(root, tmp_path)
     spec = load_graph(root / TINY)
     spec.blocks["enc"].params["m"] = "$hidden * 1"   # same meaning, other text: still another graph
-    r = Runner(spec, preset="smoke", out=tmp_path / "part", quiet=True, seed=2, overrides={"steps": 6})
+    r = Runner(spec, preset="smoke", out=tmp_path / "part", quiet=True, seed=2, overrides={"steps": 6}, resume=True)
     with pytest.raises(SemflowError, match="the graph changed since"):
         r.train(resume=True)
 
     def again():
         return Runner(load_graph(root / TINY), preset="smoke", out=tmp_path / "part", quiet=True, seed=2,
-                      overrides={"steps": 6})
+                      overrides={"steps": 6}, resume=True)
     good = path.read_bytes()
     for changes, message in (({"step": 99}, "is at step 99 of stage 1, which has 6 steps"),
                              ({"stage": 5}, "is at stage 6, but this graph has 1 train stage(s)"),
@@ -268,8 +268,8 @@ def test_cli_checkpoint_errors_are_one_line(trained, root, tmp_path, capsys, mon
     monkeypatch.chdir(root)
     text = tmp_path / "notes.pt"
     text.write_text("not a checkpoint")
-    for ckpt, message in ((text, "not a readable checkpoint"),
-                          (path, "checkpoint was trained with enc.m=8, this graph has 6")):
-        code = main(["eval", TINY, "--checkpoint", str(ckpt), "--set", "hidden=6", "--out", str(tmp_path / "o")])
+    for i, (ckpt, message) in enumerate(((text, "not a readable checkpoint"),
+                                         (path, "checkpoint was trained with enc.m=8, this graph has 6"))):
+        code = main(["eval", TINY, "--checkpoint", str(ckpt), "--set", "hidden=6", "--out", str(tmp_path / f"o{i}")])
         err = capsys.readouterr().err.strip().splitlines()
         assert code == 1 and len(err) == 1 and err[0].startswith("semflow: error: ") and message in err[0], err
