@@ -103,8 +103,7 @@ def bootstrap_interval(statistic: Callable[[torch.Tensor], float], clusters: tor
     if bool((counts == counts[0]).all()):          # every example has the same number of rows
         index = order.view(n, int(counts[0]))[picks].reshape(draws, -1)
         values = batched(index) if batched is not None else None
-        got = values.double().flatten().tolist() if values is not None else \
-            [float(statistic(row)) for row in index]
+        got = values.double().flatten() if values is not None else [float(statistic(row)) for row in index]
     else:                                          # e.g. the last pass of evaluate.until cut short
         starts, got = torch.cumsum(counts, 0) - counts, []
         for pick in picks:
@@ -112,10 +111,12 @@ def bootstrap_interval(statistic: Callable[[torch.Tensor], float], clusters: tor
             # row j of the resample, in picked example s, reads order[starts[s] + (j - first row of s)]
             shift = torch.repeat_interleave(starts[pick] - (torch.cumsum(lengths, 0) - lengths), lengths)
             got.append(float(statistic(order[torch.arange(shift.numel()) + shift])))
-    t = torch.tensor([x for x in got if math.isfinite(x)], dtype=torch.float64)
+    t = torch.as_tensor(got, dtype=torch.float64)
+    t = t[torch.isfinite(t)]
     if t.numel() < 2:
         return float("nan"), float("nan")
-    return float(torch.quantile(t, 0.025)), float(torch.quantile(t, 0.975))
+    lo, hi = torch.quantile(t, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return lo, hi
 
 
 def resample_weights(index: torch.Tensor, rows: int) -> torch.Tensor:

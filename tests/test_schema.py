@@ -151,7 +151,7 @@ def test_every_key_retyped_to_int_is_one_located_line_or_accepted(path, line):
     value_of_a_mapping_of_values = (
         (path[0] == "variables" and n == 2) or (n == 4 and path[2] == "params")
         or (n == 4 and path[2] == "variables") or (path[0] == "presets" and n == 3)
-        or (path[:2] == ("evaluate", "sweep") and n == 4) or (path[0] == "gui" and n >= 2)
+        or (path[:2] == ("evaluate", "sweep") and n == 4) or (path[:2] == ("gui", "positions") and n == 4)
         or path == ("train", 0, "sigma"))
     int_ok = path in INT_OK or value_of_a_mapping_of_values or path[-1] in (
         "lr", "weight_decay", "warmup", "min_factor", "steps", "grad_clip", "log_every", "checkpoint_every")
@@ -197,6 +197,9 @@ def test_whole_section_of_the_wrong_type(section, value, message):
      "rich.yaml:{L}: train[0].optimizer.type: expected one of adam, adamw, sgd, rmsprop, got str 'adamm'"),
     ("    enabled: true", "    enabled: yes please",
      "rich.yaml:{L}: blocks.ch.enabled: expected true, false or an expression such as $use_x, got str 'yes please'"),
+    ("    src: [0, 0]", "    src: [0, !!str 5]",
+     "rich.yaml:{L}: gui.positions.src[1]: expected a number, got str '5'"),
+    ("    src: [0, 0]", "    src: [0]", "rich.yaml:{L}: gui.positions.src: expected an [x, y] pair of numbers, got a list"),
     ("  cbr: true", "  cbr: [1, 2]",
      "rich.yaml:{L}: evaluate.cbr: expected true, false or a list of input ports such as [ch.x], got a list"),
 ])
