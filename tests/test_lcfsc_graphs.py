@@ -74,6 +74,29 @@ def test_lcfsc_proxy_and_warm_start_from_a_cfsc_run(tmp_path):
     cold.close()
 
 
+@pytest.mark.parametrize("graph", ["graphs/lcfsc.yaml", "graphs/lcfsc_ablations/lcfsc_m01.yaml"])
+def test_cvae_loss_alone_sends_no_gradient_to_the_npn_or_the_proxy(graph, tmp_path):
+    """Correction 1 (issue 17): the proxy codeword y_bar is detached before the R-CVAE, so
+    L_c reaches neither the frozen proxy encoder nor the NPN that feeds it h_e."""
+    r = Runner(load_graph(ROOT / graph), preset="smoke", out=tmp_path / "r", quiet=True)
+    sch = r.scheduler
+    sch.train()
+    sch.requires_grad_(True)                      # every block could receive a gradient
+    values = sch.forward()
+    values["cvae.loss"].mean().backward()
+
+    def grads(name):
+        return [p.grad for p in sch.block(name).parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads("cvae")[:2])   # the CVAE learns
+    for name in ("npn", "penc", "pmod"):
+        assert all(g is None for g in grads(name)), name
+    sch.zero_grad(set_to_none=True)
+    values = sch.forward()                         # control: the image loss does reach the NPN
+    ((values["dec.image"] - values["src.image"]) ** 2).mean().backward()
+    assert any(g is not None and g.abs().sum() > 0 for g in grads("npn"))
+    r.close()
+
+
 def test_npn_pretraining_stage_trains_only_the_npn(tmp_path):
     r = Runner(load_graph(ROOT / "graphs/cfsc.yaml"), preset="smoke", overrides={"npn_steps": 2},
                out=tmp_path / "r", quiet=True)
