@@ -6,8 +6,15 @@ A = the ``quick`` recipe of graphs/deepjscc_awgn.yaml, trained by ``Runner.train
 B = a plain hand-written DeepJSCC loop of the same model: the same encoder / power norm /
     AWGN / decoder modules and the same data, MSE, Adam at a constant lr, a fixed SNR.
 
-Both run in one process, one after the other in short chunks (``bench/timing.py``'s
-ChunkedWorker hand-over, random order per pair), so both see the same machine. Each side's
+The recipe's length is in steps, not seconds, so by default (``--fit steps``) the bench
+measures the recipe's speed first and gives it, for each budget, its own run with
+``steps`` = budget x speed: the recipe's schedule then ends at the budget, as a user
+would set ``--set steps=N`` for the time they have. ``--fit none`` runs the preset's
+steps once and scores it at every budget (finished or not). The hand loop has no
+schedule; one run is scored at every budget.
+
+All runs share one process and take turns in short chunks (``bench/timing.py``'s
+ChunkedWorker hand-over, a random order per round), so all see the same machine. Each side's
 clock is the sum of its own chunks (wall time by default; ``--clock cpu``: process CPU
 time per thread, nearly blind to other programs on a shared machine). When a side's
 clock passes a budget, its encoder and decoder weights are copied into an evaluation
@@ -17,7 +24,8 @@ that ends before a budget is scored as it ended. The training JPEGs are decoded 
 before any clock starts, so neither side pays for decoding.
 
     .venv/bin/python bench/time_to_quality.py [--budgets 120 480] [--clock wall|cpu]
-        [--threads 1] [--set VAR=VALUE ...] [--hand-lr 1e-3] [--hand-batch 64] [--hand-snr 10]
+        [--threads 1] [--fit steps|none] [--set VAR=VALUE ...] [--hand-lr 1e-3] [--hand-batch 64]
+        [--hand-snr 10]
 
 ``--set`` changes the recipe (and the model both sides train: ``c``, ``filters``), as on
 the semflow command line. Prints, per budget, PSNR of A and B with 95% CIs, A - B with a
@@ -60,6 +68,7 @@ class Side:
         self.steps = 0
         self.done = False        # the recipe ended on its own (its last step ran)
         self.worker: ChunkedWorker | None = None
+        self.budgets: list[float] = []   # budgets at which it is still to be scored
 
 
 def recipe_side(runner: Runner, chunk: int) -> Side:
@@ -105,6 +114,21 @@ def hand_side(runner: Runner, chunk: int, lr: float, snr_db: float) -> Side:
     return side
 
 
+def steps_per_second(runner: Runner, chunk: int, clock: str, threads: int, chunks: int = 4) -> float:
+    """The recipe's training speed on ``clock``: a throwaway run, one warm-up chunk, then ``chunks``."""
+    side = recipe_side(runner, chunk)
+    side.worker.run_chunk()
+    first, spent = side.steps, 0.0
+    for _ in range(chunks):
+        if side.done:
+            break
+        wall, cpu = side.worker.run_chunk()
+        spent += wall if clock == "wall" else cpu / threads
+    side.worker.stop()
+    runner.close()
+    return max(side.steps - first, 1) / max(spent, 1e-3)
+
+
 def score(evaluator: Runner, side: Side) -> list[float]:
     """Per-image PSNR at EVAL_SNR of the side's current encoder/decoder (copied, not moved)."""
     for name in ("enc", "dec"):
@@ -144,6 +168,9 @@ def main(argv=None):
     ap.add_argument("--chunk", type=int, default=20, help="training steps per chunk")
     ap.add_argument("--set", action="append", default=[], metavar="VAR=VALUE", help="recipe variable")
     ap.add_argument("--preset", default="quick")
+    ap.add_argument("--fit", choices=("steps", "none"), default="steps",
+                    help="steps: one recipe run per budget with steps = budget x its measured speed (so its "
+                         "schedule ends at the budget); none: one run as the preset has it, scored at each budget")
     ap.add_argument("--hand-lr", type=float, default=1e-3)
     ap.add_argument("--hand-batch", type=int, default=64)
     ap.add_argument("--hand-snr", type=float, default=EVAL_SNR, help="the hand loop's training SNR (dB)")
@@ -164,56 +191,74 @@ def main(argv=None):
         return Runner(load_graph(GRAPH), preset=args.preset, overrides=overrides, out=tmp / out,
                       quiet=True, seed=args.seed)
 
-    a = recipe_side(runner("recipe", recipe), args.chunk)
-    b = hand_side(runner("hand", {**data, **model, "batch": args.hand_batch}), args.chunk,
-                  args.hand_lr, args.hand_snr)
+    budgets = sorted(args.budgets)
+    hand = hand_side(runner("hand", {**data, **model, "batch": args.hand_batch}), args.chunk,
+                     args.hand_lr, args.hand_snr)
+    hand.budgets = list(budgets)
     evaluator = runner("eval", {**data, **model})
-    st = a.runner.spec.train[0]
     print(f"torch {torch.__version__}, {threads} thread(s), clock {args.clock}, budgets "
-          f"{', '.join(f'{x:g} s' for x in args.budgets)}, load average {os.getloadavg()[0]:.2f}", flush=True)
-    print(f"A quick recipe: {GRAPH.relative_to(ROOT)} --preset {args.preset} "
-          + " ".join(f"--set {k}={v}" for k, v in recipe.items() if k not in data)
-          + f" (stage '{st['stage']}': {a.runner.graph.root.values.get('steps')} steps)", flush=True)
+          f"{', '.join(_budget(x) for x in budgets)}, load average {os.getloadavg()[0]:.2f}", flush=True)
+    print(f"training images decoded before timing: {predecode(hand.runner):.1f} s", flush=True)
+    sets = " ".join(f"--set {k}={v}" for k, v in recipe.items() if k not in data)
+    if args.fit == "steps":
+        rate = steps_per_second(runner("calibrate", recipe), args.chunk, args.clock, threads)
+        print(f"recipe speed: {rate:.2f} steps/s ({args.clock} clock), so steps = budget x speed", flush=True)
+        recipes = []
+        for budget in budgets:
+            side = recipe_side(runner(f"recipe{budget:g}", {**recipe, "steps": max(1, int(budget * rate))}),
+                               args.chunk)
+            side.budgets = [budget]
+            recipes.append(side)
+    else:
+        side = recipe_side(runner("recipe", recipe), args.chunk)
+        side.budgets = list(budgets)
+        recipes = [side]
+    for side in recipes:
+        print(f"A quick recipe: {GRAPH.relative_to(ROOT)} --preset {args.preset} {sets} "
+              f"--set steps={side.runner.graph.root.values.get('steps')}", flush=True)
     print(f"B hand loop: Adam lr {args.hand_lr:g} constant, batch {args.hand_batch}, SNR {args.hand_snr:g} dB, MSE",
           flush=True)
-    print(f"training images decoded before timing: {predecode(a.runner):.1f} s", flush=True)
 
-    budgets = sorted(args.budgets)
-    scores: dict = {}
+    sides = recipes + [hand]
+    scores: dict = {}          # (side is the hand loop, budget) -> (per-image PSNR, steps, done)
     rng = random.Random(args.seed)
-    sides = {"A": a, "B": b}
-    pending = {k: list(budgets) for k in sides}
     t_start = time.perf_counter()
     try:
-        while any(pending.values()):
-            for k in rng.sample(list(sides), 2):
-                side = sides[k]
-                if not pending[k]:
+        while any(side.budgets for side in sides):
+            for side in rng.sample(sides, len(sides)):       # a random order per round
+                if not side.budgets:
                     continue
                 if not side.done:
                     wall, cpu = side.worker.run_chunk()
                     side.clock += wall if args.clock == "wall" else cpu / threads
-                while pending[k] and (side.done or side.clock >= pending[k][0]):
-                    budget = pending[k].pop(0)
-                    scores[(k, budget)] = (score(evaluator, side), side.steps, side.clock, side.done)
-                    m, ci = mean_ci(scores[(k, budget)][0])
-                    print(f"  [{time.perf_counter() - t_start:5.0f} s] {side.name:12s} at {budget:g} s: "
+                while side.budgets and (side.done or side.clock >= side.budgets[0]):
+                    budget = side.budgets.pop(0)
+                    v = score(evaluator, side)
+                    scores[(side is hand, budget)] = (v, side.steps, side.done)
+                    m, ci = mean_ci(v)
+                    print(f"  [{time.perf_counter() - t_start:5.0f} s] {side.name:12s} at {_budget(budget)}: "
                           f"PSNR {m:.2f} ± {ci:.2f} dB after {side.steps} steps ({side.clock:.0f} s"
                           + (", recipe finished" if side.done else "") + ")", flush=True)
+                if not side.budgets:
+                    side.worker.stop()
     finally:
-        a.worker.stop(), b.worker.stop()
+        for side in sides:
+            side.worker.stop()
 
-    print(f"\nPSNR at {EVAL_SNR:g} dB on the held-out split (last {args.test_per_class} per class, n = "
-          f"{len(scores[('A', budgets[0])][0])}); load average now {os.getloadavg()[0]:.2f}")
+    n = len(scores[(True, budgets[0])][0])
+    print(f"\nPSNR at {EVAL_SNR:g} dB on the held-out split (last {args.test_per_class} per class, n = {n}); "
+          f"load average now {os.getloadavg()[0]:.2f}")
     print("| budget | quick recipe | hand loop | recipe - hand (paired 95% CI) | steps recipe / hand |")
     print("|---|---|---|---|---|")
     for budget in budgets:
-        (va, sa, _, done), (vb, sb, _, _) = scores[("A", budget)], scores[("B", budget)]
+        (va, sa, done), (vb, sb, _) = scores[(False, budget)], scores[(True, budget)]
         (ma, ca), (mb, cb) = mean_ci(va), mean_ci(vb)
         md, cd = mean_ci([x - y for x, y in zip(va, vb)])
         print(f"| {_budget(budget)} | {ma:.2f} ± {ca:.2f} | {mb:.2f} ± {cb:.2f} | "
               f"**{md:+.2f}** ± {cd:.2f} | {sa}{' (finished)' if done else ''} / {sb} |")
-    a.runner.close(), b.runner.close(), evaluator.close()
+    for side in sides:
+        side.runner.close()
+    evaluator.close()
 
 
 if __name__ == "__main__":
