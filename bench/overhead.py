@@ -55,13 +55,14 @@ def engine_train_worker(r, chunk):
     return holder["w"]
 
 
-def hand_train_worker(r, chunk):
-    """The same modules in a plain loop: src -> enc -> power norm -> AWGN -> dec, MSE, Adam."""
+def hand_train_worker(r, chunk, lr=1e-3, snr_db=10.0):
+    """The same modules in a plain loop: src -> enc -> power norm -> AWGN -> dec, MSE, Adam.
+    The worker's ``steps`` counts the steps taken (bench/time_to_quality.py reads it)."""
     s = r.scheduler
     src, enc, pn, ch, dec = (s.block(n) for n in ("src", "enc", "pn", "ch", "dec"))
-    ch.p.snr_db = 10.0
+    ch.p.snr_db = snr_db
     params = list(enc.parameters()) + list(dec.parameters())
-    opt = torch.optim.Adam(params, lr=1e-3)
+    opt = torch.optim.Adam(params, lr=lr)
     enc.train(), dec.train()
 
     def target(boundary):
@@ -73,8 +74,11 @@ def hand_train_worker(r, chunk):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                worker.steps += 1
             boundary()
-    return ChunkedWorker(target, "hand-train")
+    worker = ChunkedWorker(target, "hand-train")
+    worker.steps = 0
+    return worker
 
 
 def engine_eval_worker(r):

@@ -49,6 +49,7 @@ sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "bench"))
 
 from dataset_loading import DEFAULT as CIFAR_TAR  # noqa: E402
+from overhead import hand_train_worker  # noqa: E402
 from timing import ChunkedWorker  # noqa: E402
 
 from flowgraph.cli import _parse_set  # noqa: E402
@@ -65,10 +66,13 @@ class Side:
     def __init__(self, name: str, runner: Runner):
         self.name, self.runner = name, runner
         self.clock = 0.0
-        self.steps = 0
         self.done = False        # the recipe ended on its own (its last step ran)
         self.worker: ChunkedWorker | None = None
         self.budgets: list[float] = []   # budgets at which it is still to be scored
+
+    @property
+    def steps(self) -> int:
+        return self.worker.steps
 
 
 def recipe_side(runner: Runner, chunk: int) -> Side:
@@ -79,7 +83,7 @@ def recipe_side(runner: Runner, chunk: int) -> Side:
 
     def target(boundary):
         def on_step(_name, row, _info):
-            side.steps = int(row["step"])
+            side.worker.steps = int(row["step"])
             boundary()
         runner.taps.subscribe("train.step", on_step, min_interval=0.0)
         runner.train()
@@ -87,30 +91,14 @@ def recipe_side(runner: Runner, chunk: int) -> Side:
         while True:          # hand control back for good; the controller stops scheduling it
             boundary()
     side.worker = ChunkedWorker(target, "recipe", on_stop=lambda: setattr(runner, "stop_requested", True))
+    side.worker.steps = 0
     return side
 
 
 def hand_side(runner: Runner, chunk: int, lr: float, snr_db: float) -> Side:
-    """The same modules in a plain loop: src -> enc -> power norm -> AWGN -> dec, MSE, Adam."""
+    """bench/overhead.py's hand loop: the same modules, MSE, Adam at a constant lr, a fixed SNR."""
     side = Side("hand loop", runner)
-    s = runner.scheduler
-    src, enc, pn, ch, dec = (s.block(n) for n in ("src", "enc", "pn", "ch", "dec"))
-    ch.set_runtime("snr_db", snr_db)
-    opt = torch.optim.Adam(list(enc.parameters()) + list(dec.parameters()), lr=lr)
-    enc.train(), dec.train()
-
-    def target(boundary):
-        while True:
-            for _ in range(chunk):
-                x = src()["image"]
-                y = ch(x=pn(x=enc(image=x)["z"])["x"])["y"]
-                loss = torch.nn.functional.mse_loss(dec(z=y)["image"], x)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                side.steps += 1
-            boundary()
-    side.worker = ChunkedWorker(target, "hand")
+    side.worker = hand_train_worker(runner, chunk, lr, snr_db)
     return side
 
 
