@@ -98,7 +98,7 @@ def recipe_side(runner: Runner, chunk: int) -> Side:
 def hand_side(runner: Runner, chunk: int, lr: float, snr_db: float) -> Side:
     """bench/overhead.py's hand loop: the same modules, MSE, Adam at a constant lr, a fixed SNR."""
     side = Side("hand loop", runner)
-    side.worker = hand_train_worker(runner, chunk, lr, snr_db)
+    side.worker = hand_train_worker(runner, chunk, lr=lr, snr_db=snr_db)
     return side
 
 

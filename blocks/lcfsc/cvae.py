@@ -5,8 +5,9 @@ Seed 000, eqs. (13)-(19), (21)-(23) and Fig. 8:
 * proxy codewords y_bar = f_p(s, h_e, m) = g_ap(f_ep(s, h_e, m)) (eq. 13): the latest CFSC
   encoder run at the stable mask ratio m. In a graph this is a second
   ``extractor.swin_cfma`` + ``extractor.channel_modnet`` pair with the param m fixed and
-  its weights taken from a trained CFSC run (``init_ckpt``/``init_block``); this block
-  receives its output on the ``y_bar`` input (graphs/lcfsc.yaml).
+  frozen weights copied from the CFSC encoder (graphs/lcfsc.yaml: its ``cfsc`` stage trains
+  the encoder with ``fixed_m`` on, then ``copy_weights``, or ``init`` from a CFSC run); this
+  block receives its output on the ``y_bar`` input.
 * posterior encoder d_a(y_bar, m) -> (h_mu, h_sigma), prior encoder d_s(m) -> (f_mu, f_sigma)
   (log-variances), z = h_mu + eps (.) exp(h_sigma / 2), eps ~ N(0, I) (eq. 18, with the
   diagonal covariance exp(h_sigma) the paper defines just before it);
@@ -30,6 +31,10 @@ y_bar is detached on entry. It is the output of a frozen snapshot of the CFSC en
 (eq. 13), a condition of the CVAE, not a trained path: without the detach, L_c and the
 L1 gradient through m* would flow back through the proxy encoder into whatever feeds it,
 e.g. the NPN that estimates h_e (a test checks the NPN gets nothing from L_c).
+
+``fixed_m: true`` (runtime) outputs m = m_stable for every example instead of m*: the
+encoder fed by this block is then CFSC at the stable m (loss and beta are computed as
+usual). graphs/lcfsc.yaml trains its CFSC stage this way.
 """
 from __future__ import annotations
 
@@ -39,7 +44,6 @@ from torch import nn
 from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
-from ._common import INIT_PARAMS, maybe_init
 
 #: seed 000, Sec. V-A2: the pre-set mask ratio vector M_bar
 PAPER_MBAR = [0.001, 0.003, 0.005, 0.007, 0.009, 0.012, 0.014, 0.015]
@@ -60,7 +64,8 @@ class CVAEMaskRatio(Block):
     Networks (MLPs with GELU): d_a([y_bar, m~]) -> 2L, d_s(m~) -> 2L, d_p([z, m~]) -> CL,
     d_q(z) -> K logits, with m~ = m / max(M_bar) the condition scaled to O(1) and L the
     latent size. ``normalize`` scales each example's y_bar to unit mean energy per value
-    first (the power normalisation the transmitted codeword gets).
+    first (the power normalisation the transmitted codeword gets). ``fixed_m`` (runtime)
+    replaces m* by m_stable for every example (CFSC at the stable m).
 
     y_bar is treated as a constant (detached): no gradient leaves this block through it.
 
@@ -83,7 +88,9 @@ class CVAEMaskRatio(Block):
         "reduction": Param(str, "sum", "sum: eqs. (21)-(22) as printed; mean: per value / latent",
                            choices=("sum", "mean")),
         "sample_eval": Param(bool, False, "sample z in evaluation too (default: z = h_mu)"),
-    }, **INIT_PARAMS)
+        "fixed_m": Param(bool, False, "output m = m_stable instead of m* (CFSC at the stable m, e.g. "
+                                      "while training the proxy encoder)", runtime=True),
+    })
     taps = {"kl": "L_reg per example (B,)", "rec": "L_rec per example (B,)"}
 
     @classmethod
@@ -105,7 +112,6 @@ class CVAEMaskRatio(Block):
         self.d_s = _mlp(1, H, 2 * L)          # prior p(z | m)
         self.d_p = _mlp(L + 1, H, D)          # decoder p(y_bar | z, m)
         self.d_q = _mlp(L, H, len(mbar))      # generation net -> beta
-        maybe_init(self, p, where)
 
     def forward(self, y_bar):
         b = y_bar.shape[0]
@@ -130,6 +136,8 @@ class CVAEMaskRatio(Block):
             rec, kl = rec / y.shape[1], kl / h_mu.shape[1]
         beta = torch.softmax(self.d_q(z), dim=1)
         m_star = beta @ self.mbar.to(beta.dtype)                             # eq. (19)
+        if self.p.fixed_m:
+            m_star = torch.full_like(m_star, float(self.p.m_stable))
         self.publish("kl", kl)
         self.publish("rec", rec)
         return {"m": m_star, "loss": rec + kl, "beta": beta}
