@@ -128,3 +128,23 @@ def test_npn_pretraining_stage_trains_only_the_npn(tmp_path):
     changed = {k.split(".")[1] for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])}
     assert changed == {"npn"}
     r.close()
+
+
+@pytest.mark.parametrize("study", ["lcfsc_table1.yaml", "lcfsc_table1_window8.yaml"])
+def test_table1_studies_validate_before_their_warm_starts_exist(study, tmp_path, capsys):
+    """Each LCFSC point's init checkpoint is '{run:cfsc}/...', a run that does not exist
+    until the study has made it: the dry run validates every point and lists them all."""
+    from flowgraph.study import run_study
+    assert run_study(ROOT / "graphs/studies" / study, out=tmp_path / "s", dry_run=True) == 0
+    listed = capsys.readouterr().out
+    assert "with mask (-inf)" in listed and "without mask" in listed
+
+
+def test_a_missing_init_checkpoint_without_a_run_reference_is_still_an_error(tmp_path):
+    from flowgraph.errors import ValidationError
+    from flowgraph.study import run_study
+    s = tmp_path / "s.yaml"
+    s.write_text(f"study: 1\nname: s\ngraph: {ROOT / 'graphs/cfsc.yaml'}\npreset: smoke\n"
+                 f"variants:\n  - label: a\n    set: {{init: {tmp_path / 'nope.pt'}}}\n")
+    with pytest.raises(ValidationError, match="not found"):
+        run_study(s, out=tmp_path / "o", dry_run=True)
