@@ -18,8 +18,19 @@ DOWN_MODES = ("area", "bilinear", "bicubic")
 UP_MODES = ("nearest", "bilinear", "bicubic")
 
 
+class _Resize(Block):
+    """Shared: the one size param (``side_param``) must be positive."""
+    side_param = ""
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.p[self.side_param] < 1:
+            raise ValueError(f"{self.type_id}: param '{self.side_param}' must be >= 1, "
+                             f"got {self.p[self.side_param]}")
+
+
 @register("extractor.downsample")
-class Downsample(Block):
+class Downsample(_Resize):
     """Image thumbnail: resize to side x side (trivial reference codec, blocks/resample.py).
 
     ``area`` averages pixel boxes; ``bilinear`` / ``bicubic`` use antialiased filters.
@@ -36,10 +47,7 @@ class Downsample(Block):
     def bind_dims(cls, p):
         return {"S": p["side"]}
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        if self.p.side < 1:
-            raise ValueError(f"extractor.downsample: param 'side' must be >= 1, got {self.p.side}")
+    side_param = "side"
 
     def forward(self, image):
         s, mode = self.p.side, self.p.mode
@@ -49,7 +57,7 @@ class Downsample(Block):
 
 
 @register("decoder.upsample")
-class Upsample(Block):
+class Upsample(_Resize):
     """Interpolate a thumbnail back to size x size, clipped to [0, 1] (blocks/resample.py).
 
     Shapes: x real (B, 3, S, S) -> image real (B, 3, H, W) in [0, 1], H = W = size.
@@ -63,10 +71,7 @@ class Upsample(Block):
     def bind_dims(cls, p):
         return {"H": p["size"], "W": p["size"]}
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        if self.p.size < 1:
-            raise ValueError(f"decoder.upsample: param 'size' must be >= 1, got {self.p.size}")
+    side_param = "size"
 
     def forward(self, x):
         s, mode = self.p.size, self.p.mode
