@@ -278,9 +278,9 @@ class _PointValues:
                 row[col] = float(block.reduce_stats(stats)) if stats.numel() else float("nan")
                 lo = hi = float("nan")
                 if cls.set_bootstrap and draws and stats.numel():
-                    ids = cat(self.stat_ids[m], torch.long)
-                    rows_of = [torch.nonzero(ids == e).flatten() for e in torch.unique(ids)]
-                    lo, hi = bootstrap_interval(lambda idx: block.reduce_stats(stats[idx]), rows_of, draws, seed + 5)
+                    lo, hi = bootstrap_interval(lambda idx: block.reduce_stats(stats[idx]),
+                                                cat(self.stat_ids[m], torch.long), draws, seed + 5,
+                                                batched=lambda index: block.reduce_stats_resampled(stats, index))
                 row[f"{col}_ci95"], row[f"{col}_lo"], row[f"{col}_hi"] = (hi - lo) / 2, lo, hi
         row["n"] = self.count
         if self.mc.active:
