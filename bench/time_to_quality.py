@@ -29,7 +29,8 @@ before any clock starts, so neither side pays for decoding.
 
 ``--set`` changes the recipe (and the model both sides train: ``c``, ``filters``), as on
 the semflow command line. Prints, per budget, PSNR of A and B with 95% CIs, A - B with a
-paired 95% CI, the steps each side took, and the load average.
+paired 95% CI (as soon as both sides are scored at that budget, and again in the final
+table), the steps each side took, and the load average.
 """
 from __future__ import annotations
 
@@ -134,6 +135,12 @@ def mean_ci(v: list[float]) -> tuple[float, float]:
     return float(t.mean()), float(1.96 * t.std(unbiased=True) / math.sqrt(len(t)))
 
 
+def _paired(scores: dict, budget: float) -> tuple[float, float]:
+    """Mean and 95% CI of recipe - hand over the same held-out images and noise draws."""
+    va, vb = scores[(False, budget)][0], scores[(True, budget)][0]
+    return mean_ci([x - y for x, y in zip(va, vb)])
+
+
 def predecode(runner: Runner) -> float:
     """Decode every training image of the (shared, per-process) dataset cache; seconds taken."""
     t0 = time.perf_counter()
@@ -227,6 +234,10 @@ def main(argv=None):
                     print(f"  [{time.perf_counter() - t_start:5.0f} s] {side.name:12s} at {_budget(budget)}: "
                           f"PSNR {m:.2f} ± {ci:.2f} dB after {side.steps} steps ({side.clock:.0f} s"
                           + (", recipe finished" if side.done else "") + ")", flush=True)
+                    if (False, budget) in scores and (True, budget) in scores:   # both sides in: say it now,
+                        md, cd = _paired(scores, budget)                          # a stopped run keeps it
+                        print(f"  recipe - hand at {_budget(budget)}: {md:+.2f} ± {cd:.2f} dB (paired 95% CI)",
+                              flush=True)
                 if not side.budgets:
                     side.worker.stop()
     finally:
@@ -241,7 +252,7 @@ def main(argv=None):
     for budget in budgets:
         (va, sa, done), (vb, sb, _) = scores[(False, budget)], scores[(True, budget)]
         (ma, ca), (mb, cb) = mean_ci(va), mean_ci(vb)
-        md, cd = mean_ci([x - y for x, y in zip(va, vb)])
+        md, cd = _paired(scores, budget)
         print(f"| {_budget(budget)} | {ma:.2f} ± {ca:.2f} | {mb:.2f} ± {cb:.2f} | "
               f"**{md:+.2f}** ± {cd:.2f} | {sa}{' (finished)' if done else ''} / {sb} |")
     for side in sides:

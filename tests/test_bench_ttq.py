@@ -33,3 +33,5 @@ def test_time_to_quality_scores_both_sides_at_every_budget(tmp_path, capsys):
     fitted = [int(line.rsplit("--set steps=", 1)[1]) for line in out.splitlines() if line.startswith("A quick")]
     assert len(fitted) == 2 and 0 < fitted[0] <= fitted[1]      # one recipe run per budget, steps ~ budget
     assert "n = 4" in out                                       # 2 held-out images per class
+    early = [line for line in out.splitlines() if line.strip().startswith("recipe - hand at")]
+    assert len(early) == 2                                      # each budget's difference, as it comes
