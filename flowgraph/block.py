@@ -28,6 +28,8 @@ from typing import Any, ClassVar, Iterator, Mapping
 import torch
 from torch import nn
 
+from .errors import brief
+
 KINDS = ("real", "complex", "int", "bool", "any")
 
 #: Known stages, in signal-flow order (the GUI palette groups by these).
@@ -111,11 +113,11 @@ class Param:
         if t is list and isinstance(value, tuple):
             ok = True
         if not ok:
-            return f"expects {t.__name__}, got {type(value).__name__} {value!r}"
+            return f"expects {t.__name__}, got {type(value).__name__} {brief(value)}"
         if t is float and not math.isfinite(float(value)):
             return f"expects a finite float, got {value!r}"
         if self.choices is not None and value not in self.choices:
-            return f"must be one of {list(self.choices)}, got {value!r}"
+            return f"must be one of {list(self.choices)}, got {brief(value)}"
         return None
 
     def coerce(self, value):
