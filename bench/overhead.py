@@ -65,14 +65,15 @@ def engine_train_worker(r, chunk):
     return holder["w"]
 
 
-def hand_train_worker(r, chunk, ema=0.0, validate_every=0, val_images=64):
+def hand_train_worker(r, chunk, ema=0.0, validate_every=0, val_images=64, lr=1e-3, snr_db=10.0):
     """The same modules in a plain loop: src -> enc -> power norm -> AWGN -> dec, MSE, Adam
-    (plus the EMA update and the validation passes when asked)."""
+    (plus the EMA update and the validation passes when asked). The worker's ``steps``
+    counts the steps taken (bench/time_to_quality.py reads it)."""
     s = r.scheduler
     src, enc, pn, ch, dec, psnr = (s.block(n) for n in ("src", "enc", "pn", "ch", "dec", "psnr"))
-    ch.p.snr_db = 10.0
+    ch.p.snr_db = snr_db
     params = list(enc.parameters()) + list(dec.parameters())
-    opt = torch.optim.Adam(params, lr=1e-3)
+    opt = torch.optim.Adam(params, lr=lr)
     live = [p.detach() for p in params]
     shadow = [p.clone() for p in live]
     enc.train(), dec.train()
@@ -105,13 +106,16 @@ def hand_train_worker(r, chunk, ema=0.0, validate_every=0, val_images=64):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                worker.steps += 1
                 if ema:
                     torch._foreach_lerp_(shadow, live, 1.0 - ema)
                 step += 1
                 if validate_every and step % validate_every == 0:
                     validate()
             boundary()
-    return ChunkedWorker(target, "hand-train")
+    worker = ChunkedWorker(target, "hand-train")
+    worker.steps = 0
+    return worker
 
 
 def engine_eval_worker(r):

@@ -36,10 +36,12 @@ from flowgraph.block import Param, Port, Source
 from flowgraph.errors import SemflowError
 from flowgraph.registry import register
 
-#: Colour photos shipped inside installed packages: name -> (package, file inside it).
+#: Natural photos shipped inside installed packages: name -> (package, file inside it).
 #: Files are read straight from the package folder, never through a fetcher, so a
-#: version of a package that lacks a file can never trigger a download.
+#: version of a package that lacks a file can never trigger a download. Greyscale photos
+#: are read as three equal channels. Licences and sizes: docs/datasets.md.
 BUNDLED_PHOTOS = {
+    # colour
     "astronaut": ("skimage", "data/astronaut.png"),
     "chelsea": ("skimage", "data/chelsea.png"),          # skimage.data.cat is the same photo
     "coffee": ("skimage", "data/coffee.png"),
@@ -51,9 +53,24 @@ BUNDLED_PHOTOS = {
     "china": ("sklearn", "datasets/images/china.jpg"),
     "flower": ("sklearn", "datasets/images/flower.jpg"),
     "grace_hopper": ("matplotlib", "mpl-data/sample_data/grace_hopper.jpg"),
+    # greyscale
+    "brick": ("skimage", "data/brick.png"),
+    "camera": ("skimage", "data/camera.png"),
+    "cell": ("skimage", "data/cell.png"),
+    "clock": ("skimage", "data/clock_motion.png"),
+    "coins": ("skimage", "data/coins.png"),
+    "grass": ("skimage", "data/grass.png"),
+    "gravel": ("skimage", "data/gravel.png"),
+    "microaneurysms": ("skimage", "data/microaneurysms.png"),
+    "moon": ("skimage", "data/moon.png"),
+    "page": ("skimage", "data/page.png"),
+    "text": ("skimage", "data/text.png"),
 }
-#: Held-out photos: evaluation crops come only from these, training never sees them.
-TEST_PHOTOS = ("chelsea", "coffee")
+#: Held-out photos: evaluation crops come only from these, training never sees them. Fixed
+#: before any number was measured on them, to span the kinds of content in the set: a
+#: portrait, an animal, a still life, a landscape, microscopy (colour), and a portrait and
+#: a texture in greyscale; each kind also has training photos.
+TEST_PHOTOS = ("astronaut", "camera", "chelsea", "china", "coffee", "gravel", "immunohistochemistry")
 #: A crop whose luminance std is below this (on [0, 1]) is "flat" (sky, black borders)
 #: and is never used from bundled photos: it carries almost no structure to learn from.
 FLAT_STD = 0.02
@@ -495,7 +512,7 @@ def _layout(tree: _FileTree, labels: str, test_every: int, test_per_class: int, 
 
 def _load_bundled(short_side: int, size: int) -> _Data:
     def make():
-        train, positions, train_names, eval_crops = [], [], [], []
+        train, positions, train_names, eval_crops = [], [], [], {}
         for name, (package, rel) in BUNDLED_PHOTOS.items():
             path = _package_file(package, rel)
             if path is None:
@@ -505,18 +522,19 @@ def _load_bundled(short_side: int, size: int) -> _Data:
                 continue   # this package version lacks the photo: train on the others
             photo = _read_image(path, short_side, size)
             if name in TEST_PHOTOS:
-                eval_crops.append(_grid_crops(photo, size))
+                eval_crops[name] = _grid_crops(photo, size)
             else:
                 pos = _structured_positions(photo, size)
                 if len(pos):
                     train.append(photo)
                     positions.append(pos)
                     train_names.append(name)
-        eval_x = torch.cat(eval_crops)
+        eval_x = torch.cat([eval_crops[n] for n in TEST_PHOTOS])     # in TEST_PHOTOS order
         test = _Split(eval_x, torch.full((len(eval_x),), -1, dtype=torch.long), TEST_PHOTOS)
         return _Data(train, torch.full((len(train),), -1, dtype=torch.long), train_names,
                      {"test": test, "val": None}, positions,
-                     info={"held_out": f"grid crops of the held-out photos {', '.join(TEST_PHOTOS)}"})
+                     info={"held_out": f"grid crops of the held-out photos {', '.join(TEST_PHOTOS)}",
+                           "crops_per_photo": {n: len(eval_crops[n]) for n in TEST_PHOTOS}})
     return _cached(("bundled", short_side, size), make)
 
 
@@ -685,10 +703,11 @@ class ImageSource(_ImageSourceBase):
     1/2 when ``flip``. ``eval_batches(n, split)`` yields a fixed held-out split ("test", or
     "val" where the dataset has one) once per ``eval_repeats``, in order:
 
-    * bundled: photos shipped in scikit-image / scikit-learn / matplotlib, resized to a
-      short side of ``short_side`` px. Test photos (chelsea, coffee) are never trained on;
-      eval = non-overlapping grid crops of them. Flat crops (luminance std < 0.02) are
-      never used. 189 eval crops at size 32. No val split.
+    * bundled: the 22 natural photos (11 colour, 11 greyscale) shipped in scikit-image /
+      scikit-learn / matplotlib, resized to a short side of ``short_side`` px. The 7 test
+      photos (``TEST_PHOTOS``) are never trained on; eval = non-overlapping grid crops of
+      them. Flat crops (luminance std < 0.02) are never used. 503 eval crops at size 32.
+      No val split.
     * folder: images under ``path``, a folder (recursive) or an uncompressed .tar read in
       place; ``train/`` + ``test/`` (or ``training/`` + ``testing/``, and ``val/``)
       subfolders are the splits; without a test folder, ``test_per_class`` (the last N per

@@ -224,6 +224,8 @@ def _check_points(study: dict, points: list) -> list[str]:
             continue
         for prob in cg.problems:
             text = str(prob)
+            if _RUN_REF.search(prob.message) and "not found" in prob.message:
+                continue          # a {run:ID} checkpoint exists once that point has run (checked then)
             problems.append(f"{set_where}: {prob.message}" if prob.message.startswith("--set") else f"{where}: {text}")
     return problems
 

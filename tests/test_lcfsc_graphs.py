@@ -96,6 +96,29 @@ def test_lcfsc_one_command_trains_the_cfsc_encoder_then_copies_it_into_the_proxy
     r.close()
 
 
+@pytest.mark.parametrize("graph", ["graphs/lcfsc.yaml", "graphs/lcfsc_ablations/lcfsc_m01.yaml"])
+def test_cvae_loss_alone_sends_no_gradient_to_the_npn_or_the_proxy(graph, tmp_path):
+    """Correction 1 (issue 17): the proxy codeword y_bar is detached before the R-CVAE, so
+    L_c reaches neither the frozen proxy encoder nor the NPN that feeds it h_e."""
+    r = Runner(load_graph(ROOT / graph), preset="smoke", out=tmp_path / "r", quiet=True)
+    sch = r.scheduler
+    sch.train()
+    sch.requires_grad_(True)                      # every block could receive a gradient
+    values = sch.forward()
+    values["cvae.loss"].mean().backward()
+
+    def grads(name):
+        return [p.grad for p in sch.block(name).parameters()]
+    assert all(g is not None and g.abs().sum() > 0 for g in grads("cvae")[:2])   # the CVAE learns
+    for name in ("npn", "penc", "pmod"):
+        assert all(g is None for g in grads(name)), name
+    sch.zero_grad(set_to_none=True)
+    values = sch.forward()                         # control: the image loss does reach the NPN
+    ((values["dec.image"] - values["src.image"]) ** 2).mean().backward()
+    assert any(g is not None and g.abs().sum() > 0 for g in grads("npn"))
+    r.close()
+
+
 def test_npn_pretraining_stage_trains_only_the_npn(tmp_path):
     r = Runner(load_graph(ROOT / "graphs/cfsc.yaml"), preset="smoke", overrides={"npn_steps": 2},
                out=tmp_path / "r", quiet=True)
@@ -105,3 +128,23 @@ def test_npn_pretraining_stage_trains_only_the_npn(tmp_path):
     changed = {k.split(".")[1] for k, v in before.items() if v.is_floating_point() and not torch.equal(v, after[k])}
     assert changed == {"npn"}
     r.close()
+
+
+@pytest.mark.parametrize("study", ["lcfsc_table1.yaml", "lcfsc_table1_window8.yaml"])
+def test_table1_studies_validate_before_their_warm_starts_exist(study, tmp_path, capsys):
+    """Each LCFSC point's init checkpoint is '{run:cfsc}/...', a run that does not exist
+    until the study has made it: the dry run validates every point and lists them all."""
+    from flowgraph.study import run_study
+    assert run_study(ROOT / "graphs/studies" / study, out=tmp_path / "s", dry_run=True) == 0
+    listed = capsys.readouterr().out
+    assert "with mask (-inf)" in listed and "without mask" in listed
+
+
+def test_a_missing_init_checkpoint_without_a_run_reference_is_still_an_error(tmp_path):
+    from flowgraph.errors import ValidationError
+    from flowgraph.study import run_study
+    s = tmp_path / "s.yaml"
+    s.write_text(f"study: 1\nname: s\ngraph: {ROOT / 'graphs/cfsc.yaml'}\npreset: smoke\n"
+                 f"variants:\n  - label: a\n    set: {{init: {tmp_path / 'nope.pt'}}}\n")
+    with pytest.raises(ValidationError, match="not found"):
+        run_study(s, out=tmp_path / "o", dry_run=True)

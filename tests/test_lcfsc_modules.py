@@ -90,7 +90,7 @@ def test_cvae_contract_gradients_and_paper_mbar():
     y = torch.randn(3, 4, 6)
     out = check_contract("csirs.cvae_mask_ratio", CVAE, y_bar=y)
     assert out["m"].shape == (3,) and out["loss"].shape == (3,) and out["beta"].shape == (3, 8)
-    blk = check_gradients("csirs.cvae_mask_ratio", CVAE, wrt=["y_bar"], y_bar=y)
+    blk = check_gradients("csirs.cvae_mask_ratio", CVAE, y_bar=y)
     for net in ("d_a", "d_s", "d_p", "d_q"):
         assert all(p.grad is not None for p in getattr(blk, net).parameters()), net
     assert type(blk).params["mbar"].default == [0.001, 0.003, 0.005, 0.007, 0.009, 0.012, 0.014, 0.015]
@@ -147,6 +147,18 @@ def test_cvae_m_star_gets_gradient_only_through_the_mask_chain():
     cvae.zero_grad()
     cvae(y_bar=torch.randn(2, 24))["m"].sum().backward()
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in cvae.d_q.parameters())
+
+
+def test_cvae_proxy_codeword_is_a_condition_not_a_gradient_path():
+    """Correction 1 (issue 17): y_bar comes from a frozen proxy, so neither L_c nor m*
+    sends a gradient back through it."""
+    torch.manual_seed(0)
+    cvae = build("csirs.cvae_mask_ratio", CVAE)
+    y = torch.randn(2, 24, requires_grad=True)
+    out = cvae(y_bar=y * 2.0)
+    (out["loss"].mean() + out["m"].sum()).backward()
+    assert y.grad is None
+    assert all(p.grad is not None for p in cvae.d_a.parameters())      # the CVAE itself still learns
 
 
 def test_cvae_fixed_m_gives_the_stable_ratio_and_changes_m():

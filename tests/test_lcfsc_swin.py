@@ -11,7 +11,7 @@ import pytest
 import torch
 
 import blocks  # noqa: F401  (registers the library)
-from blocks.lcfsc._swin import rank_mask, shifted_window_mask, window_partition, window_reverse
+from blocks.lcfsc._swin import masked_softmax, rank_mask, shifted_window_mask, window_partition, window_reverse
 from flowgraph.testing import build, check_contract, check_gradients
 
 # tiny: 16x16 images, patch 2 -> 8x8 grid (stage 1, window 4 + shift), 4x4 grid (stage 2, one window)
@@ -208,3 +208,74 @@ def test_swin_cfma_differs_from_swin_only_by_the_fusion():
     plain.load_state_dict(state)
     with torch.no_grad():
         assert torch.equal(plain(image=_img())["x"], enc(image=_img(), h=_csi())["x"])
+
+
+# ---- mask_fill: eq. (7) as printed (zero) vs masked logits at -inf (neg_inf) ---------------------
+def test_masked_softmax_leaves_masked_entries_out_and_trains_the_mask():
+    torch.manual_seed(0)
+    logits = torch.randn(3, 2, 8, requires_grad=True)
+    hard = (torch.rand(3, 2, 8) > 0.3).float()
+    hard[0, 0] = 0.0                                          # a fully masked row
+    soft = torch.sigmoid(torch.randn(3, 2, 8)).requires_grad_(True)
+    mask = hard + soft - soft.detach()                        # rank_mask's straight-through form
+    attn = masked_softmax(logits, mask)
+    ref = torch.softmax(logits.detach().masked_fill(hard == 0, float("-inf")), -1)
+    rows = torch.ones(3, 2, dtype=torch.bool)
+    rows[0, 0] = False                                        # the rows with something kept
+    assert torch.allclose(attn[rows], ref[rows], atol=1e-6)   # exactly the softmax over M = 1
+    assert (attn[rows][hard[rows] == 0].abs() < 1e-6).all()   # masked entries get no weight
+    assert torch.allclose(attn[0, 0], torch.full((8,), 1 / 8))   # all masked: uniform, not NaN
+    (attn * torch.arange(8.0)).sum().backward()
+    assert logits.grad.abs().sum() > 0
+    assert (soft.grad[1:][hard[1:] == 0] != 0).any()          # a masked entry learns to come back
+
+
+def test_neg_inf_fill_gives_masked_entries_no_attention():
+    enc = _cfma(mask_fill="neg_inf")
+    seen = _taps(enc)
+    with torch.no_grad():
+        enc(image=_img(), h=_csi(), m=torch.full((2,), 0.1))
+    mask, attn = seen["mask"][:, 0], seen["attn_stage2"]     # stage 2's last block is the NI-CFMA one
+    assert (mask == 0).flatten(2).sum(-1).eq(round(0.1 * D2)).all()
+    assert (attn[mask == 0] == 0).all() and (attn[mask == 1] > 0).all()
+    assert torch.allclose(attn.sum(-1), torch.ones(()), atol=1e-5)
+
+
+def test_zero_fill_keeps_softmax_weight_on_masked_entries():
+    """Eq. (7) as printed: a masked logit is 0, not -inf, so the entry keeps attention."""
+    enc = _cfma()
+    seen = _taps(enc)
+    with torch.no_grad():
+        enc(image=_img(), h=_csi(), m=torch.full((2,), 0.1))
+    mask, attn = seen["mask"][:, 0], seen["attn_stage2"]
+    assert (attn[mask == 0] > 0).all()
+
+
+def test_mask_fill_changes_the_output_and_both_equal_mha_at_m_zero():
+    x, h = _img(), _csi()
+    zero, neg = _cfma(), _cfma(mask_fill="neg_inf")
+    neg.load_state_dict(zero.state_dict())                   # same weights, only the fill differs
+    with torch.no_grad():
+        m = torch.full((2,), 0.1)
+        assert (zero(image=x, h=h, m=m)["x"] - neg(image=x, h=h, m=m)["x"]).abs().max() > 1e-4
+        m0 = torch.zeros(2)
+        a, b = zero(image=x, h=h, m=m0)["x"], neg(image=x, h=h, m=m0)["x"]
+        neg.set_runtime("cfma", False)
+        assert torch.equal(a, b) and torch.equal(b, neg(image=x, h=h)["x"])
+
+
+def test_neg_inf_fill_gradients_reach_m_and_the_mask_network():
+    torch.manual_seed(0)
+    m = torch.full((2,), 0.05)
+    cfg = dict(CFMA, mask_fill="neg_inf")
+    check_contract("extractor.swin_cfma", cfg, image=_img(), h=_csi(), m=m)
+    enc = check_gradients("extractor.swin_cfma", cfg, wrt=["image", "m"], image=_img(), h=_csi(), m=m)
+    attn = enc.net.stages[1][1].attn
+    for name, p in attn.fusion.named_parameters():
+        assert p.grad is not None and p.grad.abs().sum() > 0, name
+    assert attn.rho.grad.abs() > 0
+
+
+def test_unknown_mask_fill_is_refused():
+    with pytest.raises(Exception, match="mask_fill|neg_inf"):
+        build("extractor.swin_cfma", dict(CFMA, mask_fill="minus_inf"))

@@ -7,7 +7,7 @@ import torch
 from PIL import Image
 
 import blocks  # noqa: F401  (registers the library)
-from blocks.sources import TEST_PHOTOS
+from blocks.sources import BUNDLED_PHOTOS, TEST_PHOTOS
 from flowgraph.errors import SemflowError
 from flowgraph.testing import build, check_contract
 
@@ -65,6 +65,23 @@ def test_bundled_split_by_photo_and_fixed_eval():
     assert len(x1) == a.num_eval_examples() > 100
     assert [len(b["image"]) for b in batches[:-1]] == [64] * (len(batches) - 1)
     assert 0.0 <= x1.min() and x1.max() <= 1.0 and (y1 == -1).all()
+
+
+def test_bundled_set_is_every_shipped_natural_photo_split_by_photo():
+    """Issue 17: all 22 photos are found in the installed wheels; at least five held-out
+    photos, each contributing crops, in TEST_PHOTOS order; greyscale photos arrive as three
+    equal channels."""
+    block = build("source.images", {})
+    assert len(TEST_PHOTOS) >= 5 and set(TEST_PHOTOS) <= set(BUNDLED_PHOTOS)
+    assert sorted(block.train_names) == sorted(set(BUNDLED_PHOTOS) - set(TEST_PHOTOS))
+    per_photo = block.dataset_info["crops_per_photo"]
+    assert list(per_photo) == list(TEST_PHOTOS) and all(n > 0 for n in per_photo.values())
+    x, _, _ = _eval_all(block, 1000)
+    assert len(x) == sum(per_photo.values()) == block.num_eval_examples()
+    start = {n: sum(list(per_photo.values())[:i]) for i, n in enumerate(TEST_PHOTOS)}
+    grey, colour = x[start["camera"]], x[start["chelsea"]]
+    assert torch.equal(grey[0], grey[1]) and torch.equal(grey[0], grey[2])
+    assert not torch.equal(colour[0], colour[1])
 
 
 def test_eval_images_cap_and_eval_batch_param():

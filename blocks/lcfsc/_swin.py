@@ -8,8 +8,10 @@ embedding, merging per stage, reverse merging in the decoder) follows WITT (Yang
 
 The NI-CFMA module (seed 000, Fig. 4/5) lives here too: :class:`CSIFusionMask` builds the
 attention masking map M from the patch features and the estimated CSI h_e, and
-:class:`WindowAttention` applies it as Q_m K_m^T = M (.) Q K^T (eq. 7) with a learnable
-temperature rho in place of sqrt(d) (eq. 8).
+:class:`WindowAttention` applies it as Q_m K_m^T = M (.) Q K^T (eq. 7 as printed: a masked
+logit becomes 0) or, with ``fill="neg_inf"``, drops the masked logits from the softmax (the
+usual reading of masked attention, :func:`masked_softmax`), with a learnable temperature
+rho in place of sqrt(d) (eq. 8).
 
 Shapes: tokens are (B, L, C) with L = H*W on an H x W grid, row-major; windows are
 (B*nW, D, C) with D = ws*ws patches per window (the paper's D).
@@ -111,6 +113,32 @@ def rank_mask(p: torch.Tensor, m: torch.Tensor, temp: float) -> torch.Tensor:
     return hard + soft - soft.detach()
 
 
+#: how NI-CFMA applies M: "zero" = eq. (7) as printed, M (.) Q K^T (a masked logit is 0 and
+#: keeps a softmax weight like its neighbours'); "neg_inf" = masked logits at -inf (they get
+#: no attention at all)
+MASK_FILLS = ("zero", "neg_inf")
+
+
+def masked_softmax(logits: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+    """Softmax over the last axis with the entries where M = 0 left out (logits at -inf).
+
+    logits (..., D) and mask (..., D), mask from :func:`rank_mask` (forward values 0/1).
+    Forward: exactly the softmax over the kept entries (a row with every entry masked,
+    possible only for m near 1, gets uniform weights rather than NaN). Gradient: the logits
+    get that softmax's own gradient; M gets the gradient of the soft re-weighting
+    p_i M_i / sum_j p_j M_j (p = the unmasked softmax), which equals the forward value at
+    M in {0, 1} -- a masked entry learns whether letting it back in would help, which is
+    what the straight-through mask of eq. (6) needs to train.
+    """
+    keep = mask.detach() > 0.5
+    hard = torch.softmax(logits.masked_fill(~keep, torch.finfo(logits.dtype).min), dim=-1)
+    if not (torch.is_grad_enabled() and mask.requires_grad):
+        return hard
+    pm = torch.softmax(logits.detach(), dim=-1) * mask
+    soft = pm / pm.sum(-1, keepdim=True).clamp_min(1e-30)
+    return hard + soft - soft.detach()
+
+
 class CSIFusionMask(nn.Module):
     """CSI fusion masking model of NI-CFMA (seed 000, Sec. III-A, Fig. 5).
 
@@ -122,14 +150,18 @@ class CSIFusionMask(nn.Module):
        output map per head; softmax over the D*D entries and ascending sort give the mask
        strategy M_s; eq. (6) with the mask ratio m gives M (:func:`rank_mask`).
 
+    ``fill`` (one of :data:`MASK_FILLS`) says how :class:`WindowAttention` applies M.
+
     Shapes: x (Bw, D, C), csi (Bw, 2, Nr, Nt), m (Bw,) -> M (Bw, heads, D, D) in {0, 1}
     (straight-through gradient), scores (Bw, heads, D, D) (the softmax M_s before ranking).
     """
 
     def __init__(self, dim: int, heads: int, nr: int, nt: int, importance_dim: int = 4,
-                 width: int = 8, temp: float = 1.0):
+                 width: int = 8, temp: float = 1.0, fill: str = "zero"):
         super().__init__()
-        self.heads, self.temp = heads, temp
+        if fill not in MASK_FILLS:
+            raise ValueError(f"NI-CFMA: mask fill must be one of {', '.join(MASK_FILLS)}, got '{fill}'")
+        self.heads, self.temp, self.fill = heads, temp, fill
         self.grn = GRN(dim, dim, importance_dim)
         self.importance_link = nn.Sequential(
             nn.Conv2d(importance_dim, width, 3, padding=1), nn.GELU(),
@@ -162,7 +194,9 @@ class WindowAttention(nn.Module):
     NI-CFMA: A = softmax((M (.) Q K^T) / rho + B_rel [+ shift mask]) V,  rho learnable,
              initialised to sqrt(d), so with m = 0 (M = 1) NI-CFMA equals MHA exactly.
     V is not masked (the paper: "the rest embedding V ... remains unchanged").
-    Masked entries of Q K^T become 0 (eq. 7 is a product, not a -inf mask).
+    The fusion's ``fill`` "zero" (default) sets masked entries of Q K^T to 0, eq. (7) as
+    printed (a product, not a -inf mask); "neg_inf" leaves them out of the softmax
+    (:func:`masked_softmax`): A = softmax over {M = 1} of (Q K^T / rho + B_rel [+ shift]).
     """
 
     def __init__(self, dim: int, ws: int, heads: int, fusion: CSIFusionMask | None = None):
@@ -189,7 +223,9 @@ class WindowAttention(nn.Module):
         mask = scores = None
         if self.fusion is not None and use_fusion:
             mask, scores = self.fusion(x, csi, m)
-            logits = (mask * qk) / self.rho.clamp_min(1e-3)             # eqs. (7), (8)
+            if self.fusion.fill == "zero":
+                qk = mask * qk                                          # eq. (7) as printed
+            logits = qk / self.rho.clamp_min(1e-3)                      # eq. (8)
         else:
             logits = qk / self.sqrt_d                                    # eq. (5)
         bias = self.bias_table[self.rel_index.reshape(-1)].view(d, d, -1).permute(2, 0, 1)
@@ -198,7 +234,10 @@ class WindowAttention(nn.Module):
             nw = shift_mask.shape[0]
             logits = logits.view(bw // nw, nw, self.heads, d, d) + shift_mask[None, :, None]
             logits = logits.view(bw, self.heads, d, d)
-        attn = torch.softmax(logits, dim=-1)
+        if mask is not None and self.fusion.fill == "neg_inf":
+            attn = masked_softmax(logits, mask)                         # eq. (7), -inf reading
+        else:
+            attn = torch.softmax(logits, dim=-1)
         out = (attn @ v).transpose(1, 2).reshape(bw, d, c)
         return self.proj(out), attn, mask, scores
 

@@ -27,6 +27,11 @@ evaluation is deterministic. m* gets its gradient from the reconstruction loss L
 NI-CFMA's straight-through mask (``extractor.swin_cfma``), and from nothing else: L_c does
 not involve beta.
 
+y_bar is detached on entry. It is the output of a frozen snapshot of the CFSC encoder
+(eq. 13), a condition of the CVAE, not a trained path: without the detach, L_c and the
+L1 gradient through m* would flow back through the proxy encoder into whatever feeds it,
+e.g. the NPN that estimates h_e (a test checks the NPN gets nothing from L_c).
+
 ``fixed_m: true`` (runtime) outputs m = m_stable for every example instead of m*: the
 encoder fed by this block is then CFSC at the stable m (loss and beta are computed as
 usual). graphs/lcfsc.yaml trains its CFSC stage this way.
@@ -61,6 +66,8 @@ class CVAEMaskRatio(Block):
     latent size. ``normalize`` scales each example's y_bar to unit mean energy per value
     first (the power normalisation the transmitted codeword gets). ``fixed_m`` (runtime)
     replaces m* by m_stable for every example (CFSC at the stable m).
+
+    y_bar is treated as a constant (detached): no gradient leaves this block through it.
 
     Shapes: y_bar real (B, ...) with CL = in_dim values per example
             -> m real (B,) (m*), loss real (B,) (L_c per example), beta real (B, K).
@@ -108,7 +115,7 @@ class CVAEMaskRatio(Block):
 
     def forward(self, y_bar):
         b = y_bar.shape[0]
-        y = y_bar.reshape(b, -1)
+        y = y_bar.detach().reshape(b, -1)          # the frozen proxy is a condition, not a path
         if y.shape[1] != self.p.in_dim:
             raise ValueError(f"csirs.cvae_mask_ratio: y_bar has {y.shape[1]} values per example, "
                              f"param in_dim is {self.p.in_dim}")

@@ -22,7 +22,7 @@ from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
 from ._common import csi_channels
-from ._swin import CSIFusionMask, PatchMerging, PatchSplit, SwinBlock, check_lists, token_side
+from ._swin import MASK_FILLS, CSIFusionMask, PatchMerging, PatchSplit, SwinBlock, check_lists, token_side
 
 _ARCH = {
     "size": Param(int, 128, "image side H = W (the token grids and window masks are built for it)"),
@@ -65,7 +65,7 @@ class _SwinEncoderNet(nn.Module):
                 fusion = None
                 if cfma is not None and i == cfma["stage"] - 1 and j % 2 == 1:
                     fusion = CSIFusionMask(dims[i], heads[i], cfma["nr"], cfma["nt"], cfma["importance_dim"],
-                                           cfma["width"], cfma["temp"])
+                                           cfma["width"], cfma["temp"], cfma["fill"])
                 blocks.append(SwinBlock(dims[i], (res, res), heads[i], p["window"], j % 2 == 1,
                                         p["mlp_ratio"], fusion))
             self.stages.append(blocks)
@@ -144,7 +144,9 @@ class SwinCFMAExtractor(Block):
       window, 1 otherwise (D = window^2 patches).
     * Eq. (7): Q_m K_m^T = M (.) Q K^T;  eq. (8): A = softmax(Q_m K_m^T / rho) V with a
       learnable rho initialised to sqrt(d). With m = 0 the block equals plain window
-      attention exactly (tested).
+      attention exactly (tested). ``mask_fill: zero`` (default) is eq. (7) as printed: a
+      masked logit becomes 0 and still gets softmax weight. ``mask_fill: neg_inf`` is
+      the usual masked attention: masked logits are -inf, so masked entries get none.
 
     The mask ratio m comes from the ``m`` input (per example, e.g. ``csirs.cvae_mask_ratio``'s
     m*, eq. 19) when connected, else from the runtime param ``m`` (CFSC's fixed m).
@@ -177,6 +179,9 @@ class SwinCFMAExtractor(Block):
         "mask_width": Param(int, 8, "channels of the two convolutional links and the fusion layers"),
         "ste_temp": Param(float, 1.0, "temperature of the straight-through relaxation of eq. (6), "
                                       "in units of 1/D^2"),
+        "mask_fill": Param(str, "zero", "how M is applied: zero = eq. (7) as printed, M (.) Q K^T "
+                                        "(masked logits 0); neg_inf = masked logits -inf before the "
+                                        "softmax (masked entries get no attention)", choices=MASK_FILLS),
     })
     taps = dict(_TAPS, mask="NI-CFMA masks M (eq. 6), (B*nW, n_cfma, heads, D, D) in {0, 1}",
                 mask_strategy="mask strategy scores M_s (softmax), same shape as mask",
@@ -200,7 +205,7 @@ class SwinCFMAExtractor(Block):
         if not 0.0 <= p.m <= 1.0:
             raise ValueError(f"{where}: m must lie in [0, 1], got {p.m}")
         cfg = {"stage": p.cfma_stage, "nr": p.nr, "nt": p.nt, "importance_dim": p.importance_dim,
-               "width": p.mask_width, "temp": p.ste_temp}
+               "width": p.mask_width, "temp": p.ste_temp, "fill": p.mask_fill}
         self.net = _SwinEncoderNet(p, where, cfg)
 
     def forward(self, image, h, m=None):
