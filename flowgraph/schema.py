@@ -221,14 +221,14 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential")
 
 #: optimizer type -> the keys it reads (passed to the torch optimizer of that name)
-_ADAM = {"lr": positive, "betas": betas, "eps": positive, "weight_decay": non_negative,
+_ADAM = {"lr": non_negative, "betas": betas, "eps": positive, "weight_decay": non_negative,
          "amsgrad": boolean, "maximize": boolean}
 OPTIMIZER_OPTIONS = {
     "adam": _ADAM,
     "adamw": _ADAM,
-    "sgd": {"lr": positive, "momentum": non_negative, "dampening": non_negative,
+    "sgd": {"lr": non_negative, "momentum": non_negative, "dampening": non_negative,
             "weight_decay": non_negative, "nesterov": boolean, "maximize": boolean},
-    "rmsprop": {"lr": positive, "alpha": non_negative, "eps": positive, "weight_decay": non_negative,
+    "rmsprop": {"lr": non_negative, "alpha": non_negative, "eps": positive, "weight_decay": non_negative,
                 "momentum": non_negative, "centered": boolean, "maximize": boolean},
 }
 #: keys every optimizer type accepts (read by the training stage, not by torch)
@@ -236,7 +236,7 @@ OPTIMIZER_COMMON = {"type": None, "lr_by_block": None}
 
 OPTIMIZER = Record({
     "type": Field(Choice(OPTIMIZERS), doc="adam (default), adamw, sgd or rmsprop"),
-    "lr": Field(NUM_EXPR, check=positive, doc="learning rate (default 1e-3)"),
+    "lr": Field(NUM_EXPR, check=non_negative, doc="learning rate (default 1e-3; 0 freezes)"),
     "betas": Field(LIST_EXPR, check=betas, doc="adam/adamw: [beta1, beta2]"),
     "eps": Field(NUM_EXPR, check=positive),
     "weight_decay": Field(NUM_EXPR, check=non_negative),
@@ -275,7 +275,7 @@ VALUES = MapOf(ANY, key="variable", what="a mapping of variable names to values"
 
 #: one train stage. Keys not in the table override variables during the stage (checked
 #: against `variables:` by the semantic checks). Rows marked (features) are train-stage
-#: features whose values compile._check_train checks.
+#: features whose types and values compile._check_train checks (any type here).
 STAGE = Record({
     "stage": Field(TEXT, doc="stage name"),
     "trainable": Field(ListOf(STR, "a non-empty list of block names", nonempty=True)),
@@ -289,9 +289,9 @@ STAGE = Record({
     "log_every": Field(INT_EXPR, check=count),
     "checkpoint_every": Field(INT_EXPR, check=count),
     "variables": Field(VALUES),
-    "enabled": Field(BOOL_EXPR),                        # (features)
-    "batch": Field(INT_EXPR),                           # (features)
-    "accumulate": Field(INT_EXPR),                      # (features)
+    "enabled": Field(ANY),                              # (features)
+    "batch": Field(ANY),                                # (features)
+    "accumulate": Field(ANY),                           # (features)
     "ema": Field(ANY),                                  # (features)
     "discriminator": Field(ANY),                        # (features)
     "init": Field(ANY),                                 # (features)
