@@ -309,3 +309,10 @@ class Sink(Block):
     def reduce_stats(self, stats: torch.Tensor) -> float:
         """Reduce the ``stats`` of every example of one evaluation point to one number."""
         raise NotImplementedError(f"{type(self).__name__} declares a 'stats' port but no reduce_stats")
+
+    def reduce_stats_resampled(self, stats: torch.Tensor, index: torch.Tensor) -> torch.Tensor | None:
+        """Optional, for speed: ``reduce_stats(stats[index[r]])`` for every bootstrap resample r
+        at once, index (R, N) row indices -> (R,). None (the default): evaluation calls
+        ``reduce_stats`` once per resample. ``flowgraph.stats.resample_weights`` turns the
+        index into draw counts, so additive statistics reduce with one matrix product."""
+        return None

@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from . import expr as E
-from .block import Source, tensor_kind
+from .block import Sink, Source, tensor_kind
 from .compile import CompiledGraph, _eval_value, fixed
 from .errors import BlockError, NonFiniteError, SemflowError, ValidationError, brief
 from .shapes import match_shape
@@ -151,14 +151,18 @@ class Scheduler(nn.Module):
 
     def check_finite_values(self, values: dict, keys, where: str = "") -> None:
         """Raise NonFiniteError naming the first block whose output is NaN/Inf when any of
-        ``keys`` (e.g. the metric values of an evaluation frame) is not finite."""
+        ``keys`` (e.g. the metric values of an evaluation frame) is not finite because of
+        something upstream. A NaN that a sink makes itself from finite inputs is its
+        documented "undefined" (the per-image mIoU of an image without counted pixels) and
+        is left to the statistics."""
         if not self.check_finite:
             return
         for key in keys:
             t = values.get(key)
             if t is not None and (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():
-                block, port = self.first_non_finite(values) or tuple(key.split(".", 1))
-                raise NonFiniteError(block, port, where)
+                found = self.first_non_finite(values, sinks=False)
+                if found is not None:
+                    raise NonFiniteError(*found, where)
 
     # ---- execution -------------------------------------------------------------------------
     def forward(self, inject: dict | None = None, plan: list | None = None, values: dict | None = None) -> dict:
@@ -195,9 +199,12 @@ class Scheduler(nn.Module):
             self._checked_modes.add(mode)
         return values
 
-    def first_non_finite(self, values: dict):
-        """(block, port) of the first NaN/Inf output of a frame, in execution order, or None."""
+    def first_non_finite(self, values: dict, sinks: bool = True):
+        """(block, port) of the first NaN/Inf output of a frame, in execution order, or None
+        (``sinks=False``: among the blocks that are not metric sinks)."""
         for step in self.plan:
+            if not sinks and isinstance(self.block(step.name), Sink):
+                continue
             for port, key in step.outputs:
                 t = values.get(key)
                 if t is not None and (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():

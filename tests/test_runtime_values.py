@@ -33,13 +33,23 @@ def test_evaluation_names_the_first_block_that_produces_nan(root, tmp_path):
     assert "first produced by block 'dec' at port 'y' (evaluation at {'sigma': 0.0})" in str(exc.value)
 
 
+def test_a_sinks_own_nan_is_a_value_not_an_error(root, tmp_path):
+    """A sink may define NaN as "undefined" (per-image mIoU of an image without counted
+    pixels): finite inputs, NaN value -> evaluation goes on and the statistics see it."""
+    r = Runner(load_graph(root / TINY), out=tmp_path / "r", quiet=True)
+    sink = r.scheduler.block("err")
+    sink.register_forward_hook(lambda m, a, out: {**out, "value": torch.full_like(out["value"], float("nan"))})
+    res = r.evaluate(write=False)
+    assert res["rows"] and all(row["n"] > 0 for row in res["rows"])
+
+
 def test_cli_refuses_an_infinite_set_value_before_running(root, tmp_path, capsys, monkeypatch):
     monkeypatch.chdir(root)
     code = main(["run", TINY, "--preset", "smoke", "--set", "train_sigma=.inf", "--out", str(tmp_path / "o")])
     err = capsys.readouterr().err.strip().splitlines()
     assert code == 1
     assert err == [f"semflow: error: {TINY}:33: train stage 'e2e': sigma = inf: block 'ch' (testing.noise): "
-                   "param 'sigma' expects a finite float, got inf"]
+                   "param 'sigma' expects a finite float, got inf"]          # one problem: one line
     assert not (tmp_path / "o" / "checkpoints").exists()
 
 
