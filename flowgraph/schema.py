@@ -87,12 +87,14 @@ class ListOf(Kind):
     item: Kind
     what: str = ""
     nonempty: bool = False
+    length: int | None = None       # exactly this many items (None: any number)
 
     def __post_init__(self):
         self.what = self.what or f"a{' non-empty' if self.nonempty else ''} list"
 
     def accepts(self, value) -> bool:
-        return isinstance(value, list) and (bool(value) or not self.nonempty)
+        return (isinstance(value, list) and (bool(value) or not self.nonempty)
+                and (self.length is None or len(value) == self.length))
 
 
 @dataclass
@@ -329,6 +331,13 @@ PORTS = Record({
     "outputs": Field(MapOf(STR, key="port", what="a mapping of port names to block.port")),
 }, "a mapping with inputs: and outputs:")
 
+#: the editor's section (gui/ owns its meaning): block positions are read back by the
+#: editor, so they must be two numbers; other editor settings pass as they are
+GUI = Record({
+    "positions": Field(MapOf(ListOf(Scalar((int, float), "a number"), "a position [x, y]", length=2),
+                             key="block", identifier=False, what="a mapping of block names to [x, y]")),
+}, "a mapping (the editor's layout)", extra=ANY, extra_doc="an editor setting")
+
 GRAPH = Record({
     "format": Field(INT, required=True),
     "name": Field(TEXT),
@@ -344,8 +353,7 @@ GRAPH = Record({
                            key="preset", identifier=False,
                            what="a mapping of preset names to mappings of variable overrides")),
     "ports": Field(PORTS),
-    "gui": Field(MapOf(ANY, key="gui setting", identifier=False,
-                       what="a mapping (the editor's layout)")),      # owned by gui/
+    "gui": Field(GUI),
 }, "a mapping with blocks: and connections:")
 
 
