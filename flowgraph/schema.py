@@ -87,7 +87,7 @@ class ListOf(Kind):
     item: Kind
     what: str = ""
     nonempty: bool = False
-    length: int | None = None       # exactly this many items (e.g. an [x, y] pair)
+    length: int | None = None       # exactly this many items (None: any number)
 
     def __post_init__(self):
         self.what = self.what or f"a{' non-empty' if self.nonempty else ''} list"
@@ -223,14 +223,14 @@ OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential")
 
 #: optimizer type -> the keys it reads (passed to the torch optimizer of that name)
-_ADAM = {"lr": positive, "betas": betas, "eps": positive, "weight_decay": non_negative,
+_ADAM = {"lr": non_negative, "betas": betas, "eps": positive, "weight_decay": non_negative,
          "amsgrad": boolean, "maximize": boolean}
 OPTIMIZER_OPTIONS = {
     "adam": _ADAM,
     "adamw": _ADAM,
-    "sgd": {"lr": positive, "momentum": non_negative, "dampening": non_negative,
+    "sgd": {"lr": non_negative, "momentum": non_negative, "dampening": non_negative,
             "weight_decay": non_negative, "nesterov": boolean, "maximize": boolean},
-    "rmsprop": {"lr": positive, "alpha": non_negative, "eps": positive, "weight_decay": non_negative,
+    "rmsprop": {"lr": non_negative, "alpha": non_negative, "eps": positive, "weight_decay": non_negative,
                 "momentum": non_negative, "centered": boolean, "maximize": boolean},
 }
 #: keys every optimizer type accepts (read by the training stage, not by torch)
@@ -238,7 +238,7 @@ OPTIMIZER_COMMON = {"type": None, "lr_by_block": None}
 
 OPTIMIZER = Record({
     "type": Field(Choice(OPTIMIZERS), doc="adam (default), adamw, sgd or rmsprop"),
-    "lr": Field(NUM_EXPR, check=positive, doc="learning rate (default 1e-3)"),
+    "lr": Field(NUM_EXPR, check=non_negative, doc="learning rate (default 1e-3; 0 freezes)"),
     "betas": Field(LIST_EXPR, check=betas, doc="adam/adamw: [beta1, beta2]"),
     "eps": Field(NUM_EXPR, check=positive),
     "weight_decay": Field(NUM_EXPR, check=non_negative),
@@ -277,7 +277,7 @@ VALUES = MapOf(ANY, key="variable", what="a mapping of variable names to values"
 
 #: one train stage. Keys not in the table override variables during the stage (checked
 #: against `variables:` by the semantic checks). Rows marked (features) are train-stage
-#: features whose values compile._check_train checks.
+#: features whose types and values compile._check_train checks (any type here).
 STAGE = Record({
     "stage": Field(TEXT, doc="stage name"),
     "trainable": Field(ListOf(STR, "a non-empty list of block names", nonempty=True)),
@@ -291,9 +291,9 @@ STAGE = Record({
     "log_every": Field(INT_EXPR, check=count),
     "checkpoint_every": Field(INT_EXPR, check=count),
     "variables": Field(VALUES),
-    "enabled": Field(BOOL_EXPR),                        # (features)
-    "batch": Field(INT_EXPR),                           # (features)
-    "accumulate": Field(INT_EXPR),                      # (features)
+    "enabled": Field(ANY),                              # (features)
+    "batch": Field(ANY),                                # (features)
+    "accumulate": Field(ANY),                           # (features)
     "ema": Field(ANY),                                  # (features)
     "discriminator": Field(ANY),                        # (features)
     "init": Field(ANY),                                 # (features)
@@ -331,12 +331,12 @@ PORTS = Record({
     "outputs": Field(MapOf(STR, key="port", what="a mapping of port names to block.port")),
 }, "a mapping with inputs: and outputs:")
 
-# the editor's layout (owned by gui/): positions are checked, other keys are the editor's own
+#: the editor's section (gui/ owns its meaning): block positions are read back by the
+#: editor, so they must be two numbers; other editor settings pass as they are
 GUI = Record({
-    "positions": Field(MapOf(ListOf(Scalar((int, float), "a number"), "an [x, y] pair of numbers", length=2),
+    "positions": Field(MapOf(ListOf(Scalar((int, float), "a number"), "a position [x, y]", length=2),
                              key="block", identifier=False, what="a mapping of block names to [x, y]")),
-}, "a mapping (the editor's layout)", extra=ANY, extra_doc="editor settings")
-
+}, "a mapping (the editor's layout)", extra=ANY, extra_doc="an editor setting")
 
 GRAPH = Record({
     "format": Field(INT, required=True),

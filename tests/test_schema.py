@@ -151,7 +151,7 @@ def test_every_key_retyped_to_int_is_one_located_line_or_accepted(path, line):
     value_of_a_mapping_of_values = (
         (path[0] == "variables" and n == 2) or (n == 4 and path[2] == "params")
         or (n == 4 and path[2] == "variables") or (path[0] == "presets" and n == 3)
-        or (path[:2] == ("evaluate", "sweep") and n == 4) or (path[:2] == ("gui", "positions") and n == 4)
+        or (path[:2] == ("evaluate", "sweep") and n == 4) or (path[0] == "gui" and n == 4)
         or path == ("train", 0, "sigma"))
     int_ok = path in INT_OK or value_of_a_mapping_of_values or path[-1] in (
         "lr", "weight_decay", "warmup", "min_factor", "steps", "grad_clip", "log_every", "checkpoint_every")
@@ -197,9 +197,6 @@ def test_whole_section_of_the_wrong_type(section, value, message):
      "rich.yaml:{L}: train[0].optimizer.type: expected one of adam, adamw, sgd, rmsprop, got str 'adamm'"),
     ("    enabled: true", "    enabled: yes please",
      "rich.yaml:{L}: blocks.ch.enabled: expected true, false or an expression such as $use_x, got str 'yes please'"),
-    ("    src: [0, 0]", "    src: [0, !!str 5]",
-     "rich.yaml:{L}: gui.positions.src[1]: expected a number, got str '5'"),
-    ("    src: [0, 0]", "    src: [0]", "rich.yaml:{L}: gui.positions.src: expected an [x, y] pair of numbers, got a list"),
     ("  cbr: true", "  cbr: [1, 2]",
      "rich.yaml:{L}: evaluate.cbr: expected true, false or a list of input ports such as [ch.x], got a list"),
 ])
@@ -238,3 +235,18 @@ def test_a_long_list_of_bad_items_is_reported_in_a_few_lines():
     assert len(problems) == schema.MAX_PER_COLLECTION + 1, problems
     assert problems[-1].endswith("connections: ... and 490 more problems like these")
     assert not any("is not connected" in p for p in problems)    # no cascade from the dropped items
+
+
+@pytest.mark.parametrize("position,message", [
+    ("[!!null x, 0]", "gui.positions.src[0]: expected a number, got null"),
+    ("['5', 0]", "gui.positions.src[0]: expected a number, got str '5'"),
+    ("[1]", "gui.positions.src: expected a position [x, y], got a list"),
+])
+def test_editor_positions_are_two_numbers(position, message):
+    """The editor reads positions back: a broken one is a located line, not a GUI crash."""
+    text = RICH.replace("    src: [0, 0]", f"    src: {position}")
+    line = text.count("\n", 0, text.index(f"    src: {position}")) + 1
+    problems = [str(p) for p in compile_graph(loads_graph(text, "rich.yaml")).problems]
+    assert problems == [f"rich.yaml:{line}: {message}"]
+    other = RICH.replace("gui:\n", "gui:\n  zoom: 2\n")        # other editor settings pass
+    assert compile_graph(loads_graph(other, "rich.yaml")).problems == []
