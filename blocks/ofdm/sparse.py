@@ -193,10 +193,12 @@ class SparseMimoOFDM(Block):
         path_gain = alpha if (not p.normalize and p.gain == "code") else alpha / math.sqrt(L)
         c = path_gain[..., None, None] * dop[..., :, None] \
             * self._delay_phase((b, k, L), device)[..., None, :]                # [b,k,L,S,F]
-        h = torch.einsum("bklr,bklu,bklsf->brkusf", a_r, a_t.conj(), c)         # eq. (6)
+        # eq. (6) as one batched matmul over the paths (a 3-operand einsum is ~3x slower here)
+        m = a_t.conj()[..., :, None, None] * c[..., None, :, :]                # [b,k,L,nu,S,F]
+        h = (a_r.transpose(-1, -2) @ m.reshape(b, k, L, -1)).reshape(b, k, nr, nu, s, f)
         if p.normalize:
-            h = h / h.abs().square().mean(dim=(1, 3, 4, 5), keepdim=True).clamp_min(1e-30).sqrt()
-        return h.reshape(b, nr, k * nu, s, f)
+            h = h / h.abs().square().mean(dim=(2, 3, 4, 5), keepdim=True).clamp_min(1e-30).sqrt()
+        return h.permute(0, 2, 1, 3, 4, 5).reshape(b, nr, k * nu, s, f)
 
     def forward(self, x):
         nr, nt = self._dims(self.p)
