@@ -14,7 +14,7 @@ import torch
 from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
-from ._sionna import (data_indices, grid_cache, grid_from_params, grid_params, noise_var, num_data,
+from ._sionna import (grid_cache, grid_from_params, grid_params, noise_var, num_data,
                       sionna_state_safe)
 
 _SNR = Param(float, 10.0, "SNR = Es/N0 per receive antenna in dB; N0 = 10^(-snr_db/10) is the "
@@ -148,41 +148,25 @@ class LMMSEOFDM(Block):
 
 @register("combiner.zf_ofdm")
 class ZFOFDM(Block):
-    """Zero-forcing detection on an OFDM grid with an estimated channel (seed 002, Sec. IV-A:
-    the separated baselines' "multi-user signal demodulation" after DMRS estimation).
+    """Zero-forcing detection on every RE of an OFDM grid with an estimated channel (seed 002,
+    Sec. IV-A: the separated baselines' "multi-user signal demodulation" after DMRS estimation).
 
     Per RE, x_hat = (H^H H)^-1 H^H y with the (K x Nt) channel estimate of that RE (K receive
-    rows: antennas or RF chains; Nt streams, K >= Nt), then the data REs of the grid of
-    ``csirs.ofdm_grid`` with the same params, in resource-grid order. Unlike
-    ``combiner.lmmse_ofdm`` it needs no noise variance, so it is unaffected by a receiver
-    AGC. Differentiable in y.
+    rows: antennas or RF chains; Nt streams, K >= Nt). ``csirs.ofdm_extract`` then keeps the
+    data REs. Unlike ``combiner.lmmse_ofdm`` it needs no noise variance, so a receiver AGC does
+    not affect it. Differentiable in y.
 
-    Shapes: y complex (B, K, S, F), h_hat complex (B, K, Nt, S, F) -> x_hat complex (B, Nt, D).
+    Shapes: y complex (B, K, S, F), h_hat complex (B, K, Nt, S, F) -> x_hat complex (B, Nt, S, F).
     """
     inputs = {"y": Port("complex", ("B", "K", "S", "F"), tag="symbols", doc="received grid"),
               "h_hat": Port("complex", ("B", "K", "Nt", "S", "F"), tag="csi", doc="channel estimate")}
-    outputs = {"x_hat": Port("complex", ("B", "Nt", "D"), tag="symbols", doc="detected data symbols")}
-    params = grid_params()
+    outputs = {"x_hat": Port("complex", ("B", "Nt", "S", "F"), tag="symbols", doc="detected streams per RE")}
+    params = {}
 
-    def __init__(self, **params):
-        super().__init__(**params)
-        self._sn = grid_cache(self)
-
-    @classmethod
-    def bind_dims(cls, p):
-        return {"S": int(p["n_symbols"]), "F": int(p["n_subcarriers"]), "Nt": int(p["n_streams"]),
-                "D": num_data(p)}
-
-    def _build(self, device):
-        return {"idx": data_indices(grid_from_params(self.p, device)).to(device)}
-
-    @sionna_state_safe
     def forward(self, y, h_hat):
-        b, k, s, f = y.shape
-        nt = h_hat.shape[2]
+        k, nt = h_hat.shape[1], h_hat.shape[2]
         if k < nt:
             raise ValueError(f"combiner.zf_ofdm: {k} receive rows cannot separate {nt} streams")
         hm = h_hat.to(y.dtype).permute(0, 3, 4, 1, 2)                 # (B, S, F, K, Nt)
         x = torch.linalg.solve(hm.mH @ hm, hm.mH @ y.permute(0, 2, 3, 1).unsqueeze(-1))
-        x = x.squeeze(-1).permute(0, 3, 1, 2).reshape(b, nt, s * f)  # (B, Nt, S*F)
-        return {"x_hat": x.index_select(-1, self._sn.get(y.device)["idx"])}
+        return {"x_hat": x.squeeze(-1).permute(0, 3, 1, 2)}
