@@ -89,9 +89,9 @@ class RGBTSource(Source):
 
     Training batches draw scenes of the train split with ``self.generator`` (random
     left-right flips when ``flip``: "data augmentation by random image flipping", Sec. IV-C).
-    ``eval_batches(split="test")`` streams the test split ``eval_repeats`` times (the code
-    averages 5 passes with fresh channel draws); ``split="val"`` streams the validation split
-    once (model selection by validation mIoU, Sec. III-H).
+    ``eval_batches(split="test")`` streams the test split, ``split="val"`` the validation split
+    (model selection by validation mIoU, Sec. III-H). The code's 5 test passes with fresh
+    channel draws are the graph's ``evaluate.repeats``.
 
     forward() -> rgb real (B, 3, H, W) in [0, 1], thermal real (B, 1, H, W) in [0, 1],
                  label int (B, H, W) in 0..8, night bool (B,).
@@ -112,8 +112,6 @@ class RGBTSource(Source):
         "num_val": Param(int, 256, "synthetic: validation scenes (MFNet has 392)"),
         "num_eval": Param(int, 512, "synthetic: test scenes (MFNet has 393)"),
         "dataset_seed": Param(int, 2002, "synthetic: seed of the three splits"),
-        "eval_repeats": Param(int, 1, "passes over the test split per evaluation (the code: 5, each "
-                                      "with fresh channel draws)"),
     }
 
     @classmethod
@@ -123,7 +121,7 @@ class RGBTSource(Source):
     def __init__(self, **params):
         super().__init__(**params)
         p = self.p
-        for k in ("height", "width", "batch", "num_train", "num_val", "num_eval", "eval_repeats"):
+        for k in ("height", "width", "batch", "num_train", "num_val", "num_eval"):
             if p[k] < 1:
                 raise SemflowError(f"source.rgbt: param '{k}' must be >= 1, got {p[k]}")
         if p.dataset == "synthetic":
@@ -156,16 +154,23 @@ class RGBTSource(Source):
         return split
 
     def num_eval_examples(self, split: str = "test") -> int:
-        split = self._split(split)
-        return len(self.data[split][0]) * (int(self.p.eval_repeats) if split == "test" else 1)
+        return len(self.data[self._split(split)][0])
 
     def eval_batches(self, batch_size: int = 0, split: str = "test"):
         split = self._split(split)
         bs = batch_size if batch_size and batch_size > 0 else int(self.p.batch)
         n = len(self.data[split][0])
-        for _ in range(int(self.p.eval_repeats) if split == "test" else 1):
-            for a in range(0, n, bs):
-                yield self._batch(split, torch.arange(a, min(a + bs, n)))
+        for a in range(0, n, bs):
+            yield self._batch(split, torch.arange(a, min(a + bs, n)))
+
+    def dataset_info(self) -> dict:
+        p = self.p
+        info = {"dataset": f"source.rgbt {p.dataset}", "path": p.path if p.dataset == "mfnet" else "",
+                "split": "test", "count": self.num_eval_examples(), "size": [p.height, p.width],
+                "train": len(self.data["train"][0]), "val": len(self.data["val"][0])}
+        if p.dataset == "synthetic":
+            info["generator"] = {"version": _scenes.VERSION, "dataset_seed": p.dataset_seed}
+        return info
 
     def source_values_per_example(self) -> int:
         """RGB + thermal values of one example: 4 H W (seed 002: 4 x 480 x 640)."""
