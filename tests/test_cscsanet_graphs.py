@@ -54,6 +54,13 @@ def test_three_stages_settings_and_batch_sizes(tmp_path):
     r.close()
 
 
+def test_single_stage_ablation_trains_only_the_joint_stage():
+    """Ablation 5 (Sec. III-H: "single-stage E2E training from scratch"): stages I and II off."""
+    full = compile_graph(load_graph(FULL), preset="smoke")
+    single = compile_graph(load_graph(ROOT / "graphs/csc_ablations/csc_single_stage.yaml"), preset="smoke")
+    assert full.stages_enabled == [True, True, True] and single.stages_enabled == [False, False, True]
+
+
 def test_smoke_runs_every_stage_and_resume_equals_uninterrupted(tmp_path):
     full = _runner(FULL, tmp_path, "a", steps_joint=4)
     full.train()
