@@ -125,6 +125,8 @@ class BSCSANet(Block):
 
     Shapes: bits1 real (B, Bfb), bits2 real (B, Bfb) in {0, 1}
             -> w_rf complex (B, N_RF,r, Nr) with |entries| = 1, s_csi real (B, F, D_csi).
+    Tap: ``w_rf_h`` W_RF^H (B, Nr, N_RF,r), the combiner as (antennas, RF chains) for the
+         GUI's beam-pattern view.
     """
     inputs = {"bits1": Port("real", ("B", "Bfb"), tag="bits", doc="feedback bits of UE 1"),
               "bits2": Port("real", ("B", "Bfb"), tag="bits", doc="feedback bits of UE 2")}
@@ -134,6 +136,7 @@ class BSCSANet(Block):
         **array_params("bs_antennas", "bs_rf", "n_subcarriers"),
         **_TRANSFORMER,
     }
+    taps = {"w_rf_h": "the analog combiner as W_RF^H (B, Nr, N_RF,r)"}
 
     @classmethod
     def bind_dims(cls, p):
@@ -158,5 +161,6 @@ class BSCSANet(Block):
         x = torch.cat([dequantize(bits1.float(), p.quant_bits), dequantize(bits2.float(), p.quant_bits)], 1)
         tokens = self.embed_norm(self.embed(x).reshape(x.shape[0], p.n_subcarriers, p.d_model))
         s_csi = self.to_csi(self.trunk(tokens))                               # S_CSI,BS
-        w_rf = unit_modulus(self.combiner(s_csi), p.phase_param)              # eq. (18)
-        return {"w_rf": w_rf.reshape(-1, p.bs_rf, p.bs_antennas), "s_csi": s_csi}
+        w_rf = unit_modulus(self.combiner(s_csi), p.phase_param).reshape(-1, p.bs_rf, p.bs_antennas)
+        self.publish("w_rf_h", w_rf.detach().mH)                              # eq. (18)
+        return {"w_rf": w_rf, "s_csi": s_csi}

@@ -33,7 +33,8 @@ class BSCSIRSNet(Block):
 
     Shapes: h complex (B, Nr, K*Nt, S, F), S >= L (symbols 0 .. L-1 are used)
             -> y_p complex (B, K, F, L, N_RF,t), K = 2.
-    Taps: ``x_rf`` (L, Nr, N_RF,r) and ``v_rf`` (L, N_RF,t, Nt), the analog CSI-RS matrices.
+    Taps: ``x_rf`` X_RF (L, Nr, N_RF,r) and ``v_rf`` V_RF^H (L, Nt, N_RF,t): the analog CSI-RS
+    matrices as (antennas, RF chains), the layout of the GUI's beam-pattern view.
     """
     inputs = {"h": Port("complex", ("B", "Nr", "Ntk", "S", "F"), tag="csi",
                         doc="uplink channel (channel.sparse_draw, model seed002)")}
@@ -50,7 +51,7 @@ class BSCSIRSNet(Block):
                                             "scaled to unit mean power)", choices=("tx_eq14", "rx_agc")),
     }
     taps = {"x_rf": "analog BS CSI-RS matrices X_RF (L, Nr, N_RF,r)",
-            "v_rf": "analog UE CSI-RS combiners V_RF (L, N_RF,t, Nt)"}
+            "v_rf": "analog UE CSI-RS combiners as V_RF^H (L, Nt, N_RF,t)"}
 
     @classmethod
     def bind_dims(cls, p):
@@ -99,5 +100,5 @@ class BSCSIRSNet(Block):
         if p.power_norm == "rx_agc":
             y_p = normalize_power(y_p, (2, 3, 4))
         self.publish("x_rf", x_rf.detach())
-        self.publish("v_rf", v_rf.detach())
+        self.publish("v_rf", v_rf.detach().mH)
         return {"y_p": y_p}
