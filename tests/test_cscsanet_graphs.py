@@ -86,7 +86,7 @@ def test_channel_uses_and_cbr(tmp_path, access, uses):
     assert res["cbr"]["channel_uses"] == uses
     assert res["cbr"]["source_values"] == 4 * 32 * 32
     assert res["cbr"]["cbr"] == pytest.approx(uses / 4096)
-    assert {"miou", "miou_std", "se"} <= set(res["metrics"])
+    assert {"miou", "miou_standard", "se"} <= set(res["metrics"])
 
 
 def test_separated_baseline_deploys_the_awgn_trained_decoder(tmp_path):
