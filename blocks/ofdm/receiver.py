@@ -144,3 +144,29 @@ class LMMSEOFDM(Block):
         no = torch.tensor(noise_var(self.p.snr_db), dtype=torch.float32, device=y.device)
         x_hat, no_eff = self._sn.get(y.device)(y7, h7, ev, no)          # [B, 1, Nt, D]
         return {"x_hat": x_hat[:, 0], "no_eff": no_eff[:, 0]}
+
+
+@register("combiner.zf_ofdm")
+class ZFOFDM(Block):
+    """Zero-forcing detection on every RE of an OFDM grid with an estimated channel (seed 002,
+    Sec. IV-A: the separated baselines' "multi-user signal demodulation" after DMRS estimation).
+
+    Per RE, x_hat = (H^H H)^-1 H^H y with the (K x Nt) channel estimate of that RE (K receive
+    rows: antennas or RF chains; Nt streams, K >= Nt). ``csirs.ofdm_extract`` then keeps the
+    data REs. Unlike ``combiner.lmmse_ofdm`` it needs no noise variance, so a receiver AGC does
+    not affect it. Differentiable in y.
+
+    Shapes: y complex (B, K, S, F), h_hat complex (B, K, Nt, S, F) -> x_hat complex (B, Nt, S, F).
+    """
+    inputs = {"y": Port("complex", ("B", "K", "S", "F"), tag="symbols", doc="received grid"),
+              "h_hat": Port("complex", ("B", "K", "Nt", "S", "F"), tag="csi", doc="channel estimate")}
+    outputs = {"x_hat": Port("complex", ("B", "Nt", "S", "F"), tag="symbols", doc="detected streams per RE")}
+    params = {}
+
+    def forward(self, y, h_hat):
+        k, nt = h_hat.shape[1], h_hat.shape[2]
+        if k < nt:
+            raise ValueError(f"combiner.zf_ofdm: {k} receive rows cannot separate {nt} streams")
+        hm = h_hat.to(y.dtype).permute(0, 3, 4, 1, 2)                 # (B, S, F, K, Nt)
+        x = torch.linalg.solve(hm.mH @ hm, hm.mH @ y.permute(0, 2, 3, 1).unsqueeze(-1))
+        return {"x_hat": x.squeeze(-1).permute(0, 3, 1, 2)}

@@ -15,6 +15,12 @@ Seed 002 (uplink, K UEs with Nu-antenna ULAs, BS with an Nr-antenna ULA), eqs. (
     UE speeds uniform in 0-120 km/h.
 Not stated by the seeds and chosen here: delays tau/Ts ~ U[0, max_delay] samples; Doppler
 f_d = (v / lambda) cos(psi) with psi ~ U[-pi, pi] per path; T_I = (F + cp) / (F spacing).
+Seed 002's released code (../shared/specs/seed002.md, Sec. 2) differs in three places, each an
+option here: no 1/sqrt(L) and no 1/sqrt(N) (``gain: code``, E|h|^2 = L), f_d = f_d,max U(0, 1)
+per path (``doppler: uniform_positive``) and T_I = 8.93 us (``symbol_time``).
+
+``channel.sparse_draw`` draws the same channel without sending a signal (ref -> h): seed 002
+uses one draw for the downlink CSI-RS symbols and the uplink data symbols that follow.
 """
 from __future__ import annotations
 
@@ -37,6 +43,21 @@ def _cn(shape, g_like_device, dtype=torch.float32):
 
 def _uniform(shape, lo, hi, device):
     return torch.rand(*shape, device=device) * (hi - lo) + lo
+
+
+#: seed-002 options that follow the authors' released code instead of the paper's text
+_SEED002_OPTIONS = {
+    "gain": Param(str, "paper", "seed002 with normalize false: paper (eqs. 6-8: 1/sqrt(L) and "
+                                "1/sqrt(N) steering, E|h|^2 = 1/(Nr Nu)), unit_mean (no 1/sqrt(N): "
+                                "E|h|^2 = 1, per-draw fading kept) or code (neither: E|h|^2 = L)",
+                  choices=("paper", "unit_mean", "code")),
+    "doppler": Param(str, "cosine", "seed002: cosine (f_d = v/lambda cos(psi), one speed per UE, "
+                                    "an angle per path) or uniform_positive (the code: f_d = "
+                                    "U(f_min, f_max) per path, f = v/lambda)",
+                     choices=("cosine", "uniform_positive")),
+    "symbol_time": Param(float, 0.0, "seed002: OFDM symbol time T_I [s]; 0 = (F + cp)/(F spacing) "
+                                     "(the code: 8.93e-6, 120 kHz SCS)"),
+}
 
 
 @register("channel.sparse_mimo_ofdm")
@@ -94,6 +115,7 @@ class SparseMimoOFDM(Block):
                                       "(the authors' notebook: both U[0, 2 pi))", choices=("paper", "code")),
         "path_norm": Param(bool, True, "seed001: the 1/sqrt(L) of eq. 5 (false: the notebook's "
                                        "channel, E|h|^2 = L)"),
+        **_SEED002_OPTIONS,
     }
     channel_input = "x"
 
@@ -104,8 +126,8 @@ class SparseMimoOFDM(Block):
                   "n_subcarriers", "n_symbols"):
             if p[k] < 1:
                 raise ValueError(f"channel.sparse_mimo_ofdm: {k} must be >= 1, got {p[k]}")
-        if p.max_delay < 0 or not 0 <= p.min_speed_kmh <= p.max_speed_kmh:
-            raise ValueError("channel.sparse_mimo_ofdm: need max_delay >= 0 and "
+        if p.max_delay < 0 or not 0 <= p.min_speed_kmh <= p.max_speed_kmh or p.symbol_time < 0:
+            raise ValueError(f"{self.type_id}: need max_delay >= 0, symbol_time >= 0 and "
                              "0 <= min_speed_kmh <= max_speed_kmh")
 
     @classmethod
@@ -167,23 +189,30 @@ class SparseMimoOFDM(Block):
         th_r = _uniform((b, k, L), -math.pi, math.pi, device)
         ir = torch.arange(nr, device=device, dtype=torch.float32)
         iu = torch.arange(nu, device=device, dtype=torch.float32)
-        a_r = torch.polar(torch.full((), 1 / math.sqrt(nr), device=device),
+        steer = p.normalize or p.gain == "paper"          # the 1/sqrt(N) of eqs. (7)-(8)
+        a_r = torch.polar(torch.full((), 1 / math.sqrt(nr) if steer else 1.0, device=device),
                           math.pi * ir * torch.sin(th_r)[..., None])            # eq. (8) [b,k,L,nr]
-        a_t = torch.polar(torch.full((), 1 / math.sqrt(nu), device=device),
+        a_t = torch.polar(torch.full((), 1 / math.sqrt(nu) if steer else 1.0, device=device),
                           math.pi * iu * torch.sin(th_t)[..., None])            # eq. (7) [b,k,L,nu]
-        # Doppler: f_d = v/lambda cos(psi), one speed per UE, one angle per path
-        v = _uniform((b, k, 1), p.min_speed_kmh / 3.6, p.max_speed_kmh / 3.6, device)
-        psi = _uniform((b, k, L), -math.pi, math.pi, device)
-        fd = v * float(p.carrier_frequency) / _C * torch.cos(psi)               # [b,k,L]
-        t_sym = (f + int(p.cyclic_prefix)) / (f * float(p.subcarrier_spacing))
+        f_max = float(p.carrier_frequency) / _C / 3.6                           # Hz per km/h
+        if p.doppler == "cosine":     # f_d = v/lambda cos(psi), one speed per UE, an angle per path
+            v = _uniform((b, k, 1), p.min_speed_kmh, p.max_speed_kmh, device)
+            psi = _uniform((b, k, L), -math.pi, math.pi, device)
+            fd = v * f_max * torch.cos(psi)                                     # [b,k,L]
+        else:                         # the code: f_d uniform in [f_min, f_max] per path
+            fd = _uniform((b, k, L), p.min_speed_kmh * f_max, p.max_speed_kmh * f_max, device)
+        t_sym = p.symbol_time or (f + int(p.cyclic_prefix)) / (f * float(p.subcarrier_spacing))
         q = torch.arange(s, device=device, dtype=torch.float32)
         dop = torch.polar(torch.ones((), device=device), 2 * math.pi * fd[..., None] * q * t_sym)
-        c = (alpha / math.sqrt(L))[..., None, None] * dop[..., :, None] \
+        path_gain = alpha if (not p.normalize and p.gain == "code") else alpha / math.sqrt(L)
+        c = path_gain[..., None, None] * dop[..., :, None] \
             * self._delay_phase((b, k, L), device)[..., None, :]                # [b,k,L,S,F]
-        h = torch.einsum("bklr,bklu,bklsf->brkusf", a_r, a_t.conj(), c)         # eq. (6)
+        # eq. (6) as one batched matmul over the paths (a 3-operand einsum is ~3x slower here)
+        m = a_t.conj()[..., :, None, None] * c[..., None, :, :]                # [b,k,L,nu,S,F]
+        h = (a_r.transpose(-1, -2) @ m.reshape(b, k, L, -1)).reshape(b, k, nr, nu, s, f)
         if p.normalize:
-            h = h / h.abs().square().mean(dim=(1, 3, 4, 5), keepdim=True).clamp_min(1e-30).sqrt()
-        return h.reshape(b, nr, k * nu, s, f)
+            h = h / h.abs().square().mean(dim=(2, 3, 4, 5), keepdim=True).clamp_min(1e-30).sqrt()
+        return h.permute(0, 2, 1, 3, 4, 5).reshape(b, nr, k * nu, s, f)
 
     def forward(self, x):
         nr, nt = self._dims(self.p)
@@ -196,3 +225,29 @@ class SparseMimoOFDM(Block):
         if self.p.add_noise:
             y = y + _cn(tuple(y.shape), y.device, y.real.dtype) * math.sqrt(noise_var(self.p.snr_db))
         return {"y": y, "h": h}
+
+
+_DRAW_PARAMS = {k: v for k, v in SparseMimoOFDM.params.items() if k not in ("snr_db", "add_noise")}
+
+
+@register("channel.sparse_draw")
+class SparseDraw(SparseMimoOFDM):
+    """Draw a sparse multipath MIMO-OFDM channel without sending a signal (seed 002 eqs. 6-8).
+
+    The channel of ``channel.sparse_mimo_ofdm`` (same params, same layout, same random
+    draws), returned alone: seed 002 uses ONE draw for its downlink CSI-RS symbols
+    (q = 0 .. L-1, ``csirs.bs_csirsnet``) and the uplink data symbols that follow
+    (q = L .. L+Q-1, ``channel.hybrid_uplink``), so the CSI the UEs measure ages through
+    the Doppler before the data is sent. ``ref`` is any tensor with the batch first; it
+    only sets B and the device. No noise and no signal: nothing here counts toward the CBR.
+
+    Shapes: ref (B, ...) -> h complex (B, Nr, Nt, S, F) (seed002: Nt = K * ue_antennas,
+            user-major columns).
+    """
+    inputs = {"ref": Port("any", ("B", "..."), doc="any tensor with the batch first (sets B, device)")}
+    outputs = {"h": Port("complex", ("B", "Nr", "Nt", "S", "F"), tag="csi", doc="channel per RE")}
+    params = _DRAW_PARAMS
+    channel_input = None
+
+    def forward(self, ref):
+        return {"h": self.sample_h(ref.shape[0], ref.device)}
