@@ -865,8 +865,10 @@ class ImageSource(_ImageSourceBase):
             return {**self.digits.dataset_info, "dataset": "digits"}
         path = self.p.path if self.p.dataset != "bundled" else \
             "photos shipped in scikit-image, scikit-learn and matplotlib"
-        return self._info(self.p.dataset, path, {**self.data.info, "name": self.test_set_name(),
-                                                 "eval_whole": self.p.eval_whole})
+        info = {**self.data.info, "name": self.test_set_name(), "eval_whole": self.p.eval_whole}
+        if self.p.eval_whole and self.p.dataset == "bundled":
+            info["held_out"] = f"the held-out photos {', '.join(TEST_PHOTOS)}, whole"
+        return self._info(self.p.dataset, path, info)
 
     def test_set_name(self) -> str:
         """The held-out images in words, for the line under every results table."""

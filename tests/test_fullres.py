@@ -264,6 +264,10 @@ def test_bundled_whole_photos_come_at_their_own_size(tmp_path):
     batches = list(src.eval_batches())
     assert [tuple(b["image"].shape) for b in batches] == [(2, 3, 256, 384)]   # one size: one batch
     assert src.num_eval_examples() == 2
+    info = src.dataset_info
+    assert info["count"] == 2 and info["held_out"] == "the held-out photos chelsea, coffee, whole"
+    assert info["name"] == ("the bundled photos chelsea and coffee (scikit-image), whole images "
+                            "(short side 256 px, sides cropped to multiples of 4)")
     native = build("source.images", {"eval_whole": True, "eval_multiple": 8, "short_side": 0})
     # chelsea is 451x300, coffee 600x400: cropped to multiples of 8
     assert [tuple(b["image"].shape[-2:]) for b in native.eval_batches()] == [(296, 448), (400, 600)]
