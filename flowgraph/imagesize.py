@@ -145,18 +145,20 @@ class EvalFrames:
 
     Without either it is ``sch(inject={source: data})``. With them the frame runs in two
     parts: every block but the metric sinks on the (tiled) batch, then the sinks on inputs
-    reassembled into whole images (and quantised)."""
+    reassembled into whole images (and quantised). ``plan``: the steps to run (all when None;
+    ``Scheduler.subplan`` for named metrics)."""
 
-    def __init__(self, sch, source, tile: int = 0, quantize: str = "none"):
-        self.sch, self.src, self.tile = sch, source, int(tile or 0)
+    def __init__(self, sch, source, tile: int = 0, quantize: str = "none", plan: list | None = None):
+        self.sch, self.src, self.tile, self.plan = sch, source, int(tile or 0), plan
         self.quantize = quantize == "uint8"
         self.active = bool(self.tile or self.quantize)
         self.tiles = 1                       # tiles per image in the last frame
         if not self.active:
             return
-        sinks = {s.name for s in sch.plan if isinstance(s.module, Sink)}
-        self.head = [s for s in sch.plan if s.name not in sinks]
-        self.tail = [s for s in sch.plan if s.name in sinks]
+        steps = plan if plan is not None else sch.plan
+        sinks = {s.name for s in steps if isinstance(s.module, Sink)}
+        self.head = [s for s in steps if s.name not in sinks]
+        self.tail = [s for s in steps if s.name in sinks]
         made_by_sinks = {key: s.name for s in self.tail for _, key in s.outputs}
         for s in self.head:
             for _, key in s.bindings:
@@ -180,7 +182,7 @@ class EvalFrames:
     def __call__(self, data: dict) -> dict:
         if not self.active:
             self.tiles = 1
-            return self.sch(inject={self.src.name: data})
+            return self.sch(inject={self.src.name: data}, plan=self.plan)
         b = int(next(iter(data.values())).shape[0])
         hw = None
         if self.tile:
