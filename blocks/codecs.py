@@ -19,6 +19,13 @@ Real -> complex pairing (both blocks use the same convention)
 
 Power normalization is *not* done here: put a ``channel.power_norm`` block between
 the encoder and the channel (the paper's "normalization" layer, Fig. 2, eq. 2).
+
+Image size: both blocks are fully convolutional, so one trained codec takes any H x W
+that are multiples of 4 (the two stride-2 layers), with N = c*H*W/32 symbols and the same
+CBR c/96 at every size. The decoder learns the image size from its ``hw`` input (the
+encoder's ``hw`` output: the few bits of a header a real system sends; not channel uses),
+else from its ``size`` param, else it assumes a square image. Wire ``enc.hw -> dec.hw`` to
+evaluate whole images of any size (``source.images`` with ``eval_whole``, docs/conventions.md).
 """
 from __future__ import annotations
 
@@ -97,14 +104,23 @@ class DeepJSCCEncoder(Block):
     consecutive pairs become complex symbols z[n] = v[2n] + j v[2n+1] (module docstring).
     No power normalization here (use ``channel.power_norm``).
 
+    Any H, W that are multiples of 4 (fully convolutional; ``size_multiple`` = 4). ``hw``
+    gives the decoder the image size: (H, W) for every example.
+
     Shapes: image real (B, 3, H, W), values in [0, 1]  ->  z complex (B, N),
-            N = c*H*W/32, CBR = N/(3HW) = c/96.
+            N = c*H*W/32, CBR = N/(3HW) = c/96; hw int (B, 2) = (H, W).
     """
     inputs = {"image": Port("real", ("B", 3, "H", "W"), tag="image", doc="images in [0, 1]")}
     outputs = {"z": Port("complex", ("B", "N"), tag="symbols",
-                         doc="N = c*H*W/32 complex channel symbols (not power-normalized)")}
+                         doc="N = c*H*W/32 complex channel symbols (not power-normalized)"),
+               "hw": Port("int", ("B", 2), doc="image height and width per example (side information "
+                                              "for the decoder, not sent over the channel)")}
     params = dict(_CODEC_PARAMS)
     taps = {"features": "real encoder output (B, c, H/4, W/4) before the complex pairing"}
+
+    @classmethod
+    def size_multiple(cls, p):
+        return 4
 
     def __init__(self, **params):
         super().__init__(**params)
@@ -132,7 +148,8 @@ class DeepJSCCEncoder(Block):
             raise ValueError(f"extractor.deepjscc: c*(H/4)*(W/4) = {v.shape[1]} real values cannot be "
                              f"paired into complex symbols; use an even 'channels'")
         z = torch.view_as_complex(v.reshape(b, -1, 2).contiguous())
-        return {"z": z}
+        hw = torch.tensor([h, w], dtype=torch.long, device=image.device).expand(b, 2)
+        return {"z": z, "hw": hw}
 
 
 @register("decoder.deepjscc")
@@ -146,16 +163,21 @@ class DeepJSCCDecoder(Block):
         tconv(F -> F/2, stride 2, PReLU), tconv(F/2 -> 3, stride 2, sigmoid).
     With ``gdn`` the four hidden PReLUs become IGDN.
 
-    Image size: with ``size`` = 0 (default) the decoder assumes a square image and infers
-    H = W = 4*sqrt(2N/c) from the number of received symbols; ``size`` > 0 fixes
-    H = W = size and checks N against it (and binds the port dims for validation).
+    Image size, in this order: the ``hw`` input (the encoder's ``hw``: any H x W, multiples
+    of 4, one size per batch; with it ``size`` must be 0); ``size`` > 0 fixes H = W = size
+    and checks N against it (and binds the port dims for validation, so validation refuses
+    the block for whole images of other sizes); ``size`` = 0 (default) without ``hw``
+    assumes a square image, H = W = 4*sqrt(2N/c).
 
-    Shapes: z complex (B, N) -> image real (B, 3, H, W) in (0, 1), N = c*H*W/32.
+    Shapes: z complex (B, N), hw int (B, 2) optional -> image real (B, 3, H, W) in (0, 1),
+            N = c*H*W/32.
     """
-    inputs = {"z": Port("complex", ("B", "N"), tag="symbols", doc="received (equalized) symbols")}
+    inputs = {"z": Port("complex", ("B", "N"), tag="symbols", doc="received (equalized) symbols"),
+              "hw": Port("int", ("B", 2), optional=True, doc="image height and width (the encoder's hw); "
+                                                             "any size, multiples of 4")}
     outputs = {"image": Port("real", ("B", 3, "H", "W"), tag="image", doc="reconstruction in (0, 1)")}
-    params = dict(_CODEC_PARAMS, size=Param(int, 0, "image side H = W; 0 infers a square image "
-                                                   "from N and channels"))
+    params = dict(_CODEC_PARAMS, size=Param(int, 0, "image side H = W; 0 takes the size from the hw "
+                                                   "input, or infers a square image from N and channels"))
 
     @classmethod
     def bind_dims(cls, p):
@@ -181,24 +203,37 @@ class DeepJSCCDecoder(Block):
             nn.ConvTranspose2d(f1, 3, 5, stride=2, padding=2, output_padding=1), nn.Sigmoid(),
         )
 
-    def _side(self, n: int) -> int:
+    def _grid(self, n: int, hw) -> tuple[int, int]:
+        """The feature map's (H/4, W/4) for N received symbols per example."""
         c = self.p.channels
+        if hw is not None:
+            if self.p.size > 0:
+                raise ValueError(f"decoder.deepjscc: the hw input gives the image size; param 'size' must be 0, "
+                                 f"got {self.p.size}")
+            h, w = (int(v) for v in hw[0])
+            if (hw != hw[0]).any():
+                raise ValueError("decoder.deepjscc: a batch must hold images of one size, hw holds "
+                                 f"{sorted({tuple(r) for r in hw.tolist()})}")
+            if h % 4 or w % 4 or 2 * n != c * (h // 4) * (w // 4):
+                raise ValueError(f"decoder.deepjscc: got N={n} complex symbols per example, expected "
+                                 f"channels*H*W/32 = {c * (h // 4) * (w // 4) // 2} for hw {h}x{w} (channels={c})")
+            return h // 4, w // 4
         if self.p.size > 0:
             s = self.p.size // 4
             if 2 * n != c * s * s:
                 raise ValueError(f"decoder.deepjscc: got N={n} complex symbols per example, expected "
                                  f"channels*size^2/32 = {c * s * s // 2} (channels={c}, size={self.p.size})")
-            return s
+            return s, s
         s = math.isqrt(2 * n // c) if (2 * n) % c == 0 else 0
         if s == 0 or c * s * s != 2 * n:
             raise ValueError(f"decoder.deepjscc: N={n} complex symbols do not make a square "
-                             f"{c} x s x s feature map (channels={c}); set param 'size'")
-        return s
+                             f"{c} x s x s feature map (channels={c}); set param 'size' or connect the hw input")
+        return s, s
 
-    def forward(self, z):
+    def forward(self, z, hw=None):
         b, n = z.shape
-        s = self._side(n)
-        feat = torch.view_as_real(z).reshape(b, self.p.channels, s, s)
+        gh, gw = self._grid(n, hw)
+        feat = torch.view_as_real(z).reshape(b, self.p.channels, gh, gw)
         feat = feat.to(self.net[0].weight.dtype)
         return {"image": self.net(feat)}
 
@@ -232,5 +267,5 @@ class DeepJSCCSegDecoder(DeepJSCCDecoder):
         self.net[-2] = nn.ConvTranspose2d(f1, self.p.classes, 5, stride=2, padding=2, output_padding=1)
         self.net[-1] = nn.Identity()
 
-    def forward(self, z):
-        return {"logits": super().forward(z)["image"]}
+    def forward(self, z, hw=None):
+        return {"logits": super().forward(z, hw)["image"]}

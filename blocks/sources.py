@@ -188,12 +188,25 @@ def split_error(block, split: str, reason: str) -> SemflowError:
     return SemflowError(f"block '{block.name}' ({block.type_id}): no '{split}' split: {reason}")
 
 
+def _center_multiple(photo: torch.Tensor, m: int) -> torch.Tensor:
+    """The largest centred crop of a (3, H, W) image whose sides are multiples of m."""
+    h, w = photo.shape[-2:]
+    if h < m or w < m:
+        raise SemflowError(f"source.images: a {h}x{w} held-out image is smaller than eval_multiple = {m}")
+    y, x = (h % m) // 2, (w % m) // 2
+    return photo[..., y:y + h - h % m, x:x + w - w % m]
+
+
 class _Split:
     """One held-out split: uint8 images (a tensor (M, 3, h, w) of equal-size images or a lazy
     sequence of (3, H, W) images), labels (M,) and the names of what they come from."""
 
     def __init__(self, images, labels, names):
         self.images, self.labels, self.names = images, labels, list(names)
+
+    def whole(self, i: int, multiple: int) -> torch.Tensor:
+        """Image i whole, uint8 (3, H, W), centre-cropped to sides that are multiples of ``multiple``."""
+        return _center_multiple(self.images[i], multiple)
 
     def __len__(self):
         return len(self.labels)
@@ -211,13 +224,17 @@ class _Data:
     train: a list-like of uint8 photos (3, H, W), each at least size x size (bundled, folder),
            or one uint8 array (N, 3, h, w) of equal-size images (CIFAR-10 batches).
     splits: {"test": _Split, "val": _Split or None}.
+    whole: {split: _Split of whole images} where ``splits`` holds crops of them (bundled photos);
+           elsewhere the splits' images are whole already.
     positions: optional per-photo tables of non-flat crop corners (bundled photos).
     info: what ``dataset_info`` reports beside the counts (classes, how the split was made).
     """
 
-    def __init__(self, train, train_y, train_names, splits, positions=None, info=None):
+    def __init__(self, train, train_y, train_names, splits, positions=None, info=None, whole=None):
         self.train, self.train_y, self.train_names = train, train_y, list(train_names)
         self.splits = splits
+        #: the held-out splits as whole images where ``splits`` holds crops of them (bundled)
+        self.whole = dict(whole or {})
         self.info = dict(info or {})
         self.positions = positions
         if positions is not None:
@@ -512,7 +529,7 @@ def _layout(tree: _FileTree, labels: str, test_every: int, test_per_class: int, 
 
 def _load_bundled(short_side: int, size: int) -> _Data:
     def make():
-        train, positions, train_names, eval_crops = [], [], [], {}
+        train, positions, train_names, eval_crops, test_photos = [], [], [], {}, {}
         for name, (package, rel) in BUNDLED_PHOTOS.items():
             path = _package_file(package, rel)
             if path is None:
@@ -523,6 +540,7 @@ def _load_bundled(short_side: int, size: int) -> _Data:
             photo = _read_image(path, short_side, size)
             if name in TEST_PHOTOS:
                 eval_crops[name] = _grid_crops(photo, size)
+                test_photos[name] = photo
             else:
                 pos = _structured_positions(photo, size)
                 if len(pos):
@@ -531,10 +549,13 @@ def _load_bundled(short_side: int, size: int) -> _Data:
                     train_names.append(name)
         eval_x = torch.cat([eval_crops[n] for n in TEST_PHOTOS])     # in TEST_PHOTOS order
         test = _Split(eval_x, torch.full((len(eval_x),), -1, dtype=torch.long), TEST_PHOTOS)
+        whole = _Split([test_photos[n] for n in TEST_PHOTOS], torch.full((len(test_photos),), -1, dtype=torch.long),
+                       TEST_PHOTOS)
         return _Data(train, torch.full((len(train),), -1, dtype=torch.long), train_names,
                      {"test": test, "val": None}, positions,
                      info={"held_out": f"grid crops of the held-out photos {', '.join(TEST_PHOTOS)}",
-                           "crops_per_photo": {n: len(eval_crops[n]) for n in TEST_PHOTOS}})
+                           "crops_per_photo": {n: len(eval_crops[n]) for n in TEST_PHOTOS}},
+                     whole={"test": whole})
     return _cached(("bundled", short_side, size), make)
 
 
@@ -680,6 +701,10 @@ class _ImageSourceBase(Source):
                 x, y = self._items(sp, ids[a:a + bs])
                 yield {"image": x.to(self.device), "label": y.to(self.device)}
 
+    def source_values_in(self, data: dict) -> int:
+        """3*H*W (times K users) of this batch's images: whole held-out images differ in size."""
+        return int(data["image"][0].numel())
+
     def _info(self, dataset: str, path: str, extra: dict) -> dict:
         splits = {}
         for s in EVAL_SPLITS:
@@ -722,6 +747,14 @@ class ImageSource(_ImageSourceBase):
 
     ``val_per_class`` carves a validation split out of the training images (folder,
     cifar10, digits). See docs/datasets.md.
+
+    Whole images (``eval_whole``, bundled / folder / cifar10): evaluation yields every
+    held-out image whole instead of crops (the bundled test photos, resized to
+    ``short_side`` unless it is 0), each centre-cropped to sides that are multiples of
+    ``eval_multiple`` (the codec's stride; dropping fewer than that many rows/columns).
+    A batch holds consecutive held-out images of one size (batch 1 when sizes alternate),
+    so the example order is the file order. The CBR is counted per image. Training still
+    draws size x size crops. Validation refuses blocks built for one size downstream.
     """
     params = {
         "dataset": Param(str, "bundled", "bundled (photos shipped in installed packages, no "
@@ -743,13 +776,24 @@ class ImageSource(_ImageSourceBase):
         "labels": Param(str, "auto", "folder: class labels from folder names (folders), none (-1), or "
                         "auto = folders when every image sits in a class folder right below train/",
                         choices=("auto", "folders", "none")),
+        "eval_whole": Param(bool, False, "evaluate on whole held-out images (each at its own size, no crop) "
+                            "instead of size x size crops; bundled, folder, cifar10"),
+        "eval_multiple": Param(int, 1, "eval_whole: centre-crop each image to the largest H, W that are "
+                               "multiples of this (the codec's total stride, e.g. 4 for DeepJSCC)"),
     }
+
+    @classmethod
+    def eval_whole_images(cls, p):
+        return int(p["eval_multiple"]) if p.get("eval_whole") else None
 
     def __init__(self, **params):
         super().__init__(**params)
         p = self.p
         _check_min("source.images", p, size=1, batch=1, eval_batch=0, eval_images=0, eval_repeats=1,
-                   short_side=0, test_every=2, test_per_class=0, val_per_class=0)
+                   short_side=0, test_every=2, test_per_class=0, val_per_class=0, eval_multiple=1)
+        if p.eval_whole and p.dataset == "digits":
+            raise SemflowError("source.images: param 'eval_whole' applies to datasets bundled, folder and "
+                               "cifar10 (the digits are 8x8 images upscaled to size)")
         if p.test_per_class and p.dataset != "folder":
             raise SemflowError(f"source.images: param 'test_per_class' applies to dataset 'folder' only; "
                                f"'{p.dataset}' has a fixed test split")
@@ -788,7 +832,27 @@ class ImageSource(_ImageSourceBase):
         sp = self.data.splits.get(split) if split in EVAL_SPLITS else None
         if sp is None:
             raise split_error(self, split, self._no_val_reason())
-        return sp
+        return self.data.whole.get(split, sp) if self.p.eval_whole else sp
+
+    def _batches(self, ids, sp, bs):
+        if not self.p.eval_whole:
+            yield from super()._batches(ids, sp, bs)
+            return
+        for _ in range(self.p.eval_repeats):     # runs of consecutive images of one size
+            run, labels = [], []
+            for i in ids.tolist():
+                img = sp.whole(i, self.p.eval_multiple)
+                if run and (img.shape != run[0].shape or len(run) == bs):
+                    yield self._whole_batch(run, labels)
+                    run, labels = [], []
+                run.append(img)
+                labels.append(sp.labels[i])
+            if run:
+                yield self._whole_batch(run, labels)
+
+    def _whole_batch(self, images: list, labels: list) -> dict:
+        return {"image": (torch.stack(images).float() / 255.0).to(self.device),
+                "label": torch.stack(labels).to(self.device)}
 
     def _no_val_reason(self) -> str:
         if self.p.dataset == "bundled":
@@ -821,9 +885,32 @@ class ImageSource(_ImageSourceBase):
             return {**self.digits.dataset_info, "dataset": "digits"}
         path = self.p.path if self.p.dataset != "bundled" else \
             "photos shipped in scikit-image, scikit-learn and matplotlib"
-        return self._info(self.p.dataset, path, self.data.info)
+        info = {**self.data.info, "name": self.test_set_name(), "eval_whole": self.p.eval_whole}
+        if self.p.eval_whole and self.p.dataset == "bundled":
+            info["held_out"] = f"the held-out photos {', '.join(TEST_PHOTOS)}, whole"
+        return self._info(self.p.dataset, path, info)
+
+    def test_set_name(self) -> str:
+        """The held-out images in words, for the line under every results table."""
+        p = self.p
+        if p.dataset == "bundled":
+            what = f"the bundled photos {' and '.join(self.test_names)} (scikit-image)"
+        elif p.dataset == "cifar10":
+            what = f"CIFAR-10 ({p.path})"
+        else:
+            what = f"the images of {p.path} (held out: {self.data.info.get('held_out')})"
+        resized = f"short side {p.short_side} px" if p.short_side and p.dataset != "cifar10" else "native size"
+        if p.eval_whole:
+            return what + f", whole images ({resized}" + \
+                (f", sides cropped to multiples of {p.eval_multiple})" if p.eval_multiple > 1 else ")")
+        crops = "grid crops" if p.dataset == "bundled" else "centre crops"
+        if p.dataset == "cifar10":
+            return what + (f", {crops} of {p.size}×{p.size}" if p.size < 32 else
+                           f", upscaled to {p.size}×{p.size}" if p.size > 32 else ", 32×32")
+        return what + f", {p.size}×{p.size} {crops} ({resized})"
 
     def source_values_per_example(self) -> int:
+        """3*size*size: the training crops (``source_values_in`` counts whole held-out images)."""
         return 3 * self.p.size * self.p.size
 
 
@@ -945,7 +1032,8 @@ class DigitsSource(_ImageSourceBase):
     @property
     def dataset_info(self) -> dict:
         return self._info("digits", "scikit-learn digits (bundled)",
-                          {"classes": [str(c) for c in range(10)], "num_users": self.p.num_users,
+                          {"name": f"the scikit-learn digits (8×8, upscaled to {self.p.size}×{self.p.size} and tinted)",
+                           "classes": [str(c) for c in range(10)], "num_users": self.p.num_users,
                            "held_out": f"the last {self.p.test_fraction:g} of each class in file order",
                            "val_from": f"the {self.p.val_per_class} images per class before the test ones"
                            if self.p.val_per_class else None})

@@ -196,6 +196,31 @@ class Block(nn.Module):
         return {}
 
     @classmethod
+    def fixed_image_size(cls, p: Mapping[str, Any]) -> tuple[int, int] | None:
+        """(H, W) when this block, built with params ``p``, works on images of that one size
+        only (Swin windows, a linear head over a fixed feature map); None when it takes any
+        size that :meth:`size_multiple` divides. Default: the sizes ``bind_dims`` gives the
+        last two dims of an image-tagged port. Validation refuses such a block downstream of
+        a source that evaluates whole images (``flowgraph/imagesize.py``)."""
+        try:
+            dims = cls.bind_dims(p)
+        except Exception:       # bad params are reported where the block is added
+            return None
+        for port in (*cls.inputs.values(), *cls.outputs.values()):
+            if port.tag != "image" or not port.shape or len(port.shape) < 2 or ELLIPSIS in port.shape[-2:]:
+                continue
+            h, w = (d if isinstance(d, int) else dims.get(d) for d in port.shape[-2:])
+            if isinstance(h, int) and isinstance(w, int):
+                return h, w
+        return None
+
+    @classmethod
+    def size_multiple(cls, p: Mapping[str, Any]) -> int:
+        """What image height and width must be multiples of for this block (its total
+        stride: 4 for DeepJSCC's two stride-2 layers); 1 when anything goes."""
+        return 1
+
+    @classmethod
     def stage(cls) -> str:
         return cls.type_id.split(".", 1)[0]
 
@@ -253,6 +278,20 @@ class Source(Block):
 
     def source_values_per_example(self) -> int | None:
         """Real source values per example (H*W*3 for images), used for the CBR."""
+        return None
+
+    def source_values_in(self, data: dict) -> int | None:
+        """Real source values per example of one evaluation batch ``data`` (its outputs).
+        Sources whose held-out examples differ in size (whole images) count them here, so
+        the CBR is computed per image; the default is ``source_values_per_example()``."""
+        return self.source_values_per_example()
+
+    @classmethod
+    def eval_whole_images(cls, p: Mapping[str, Any]) -> int | None:
+        """None when held-out images have the training size (``bind_dims``); an int m when
+        evaluation yields whole images of their own sizes, height and width multiples of m.
+        Then validation checks every block downstream takes any size, and the scheduler does
+        not hold the evaluation outputs to the bound H and W (``flowgraph/imagesize.py``)."""
         return None
 
     def set_batch(self, n: int) -> None:

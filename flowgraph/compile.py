@@ -687,6 +687,7 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     comp.problems.extend(_check_stage_values(comp, spec, cg))
     if not comp.problems:    # shapes are only meaningful in a graph that is otherwise sound
         comp.problems.extend(_check_losses(spec, cg))
+    comp.problems.extend(_check_image_eval(spec, cg, comp.nodes))
     cg.problems = _dedupe(comp.problems)
     cg.notes = _dedupe(comp.notes)
     return cg
@@ -1320,6 +1321,63 @@ def _check_monte_carlo(spec: GraphSpec, nodes: dict, ev: dict, values: dict) -> 
     units = ev.get("units")
     if units is not None and not (isinstance(units, dict) and all(isinstance(u, str) for u in units.values())):
         P("evaluate.units maps variables to unit strings, e.g. {snr_db: dB}", "units")
+    return problems
+
+
+def metric_columns(nodes: dict, metrics: list | None = None) -> list:
+    """The columns evaluation reports for these sinks (all sinks when ``metrics`` is empty):
+    ``<name>`` per per-example sink, ``<name>_<set_suffix>`` per set-level one."""
+    from .block import Sink
+    cols = []
+    for name, node in nodes.items():
+        cls = node.cls
+        if cls is None or not issubclass(cls, Sink) or (metrics and name not in metrics):
+            continue
+        if cls.per_example:
+            cols.append(name)
+        if cls.has_set_metric():
+            cols.append(f"{name}_{cls.set_suffix}")
+    return cols
+
+
+def _check_image_eval(spec: GraphSpec, cg: CompiledGraph, nodes: dict) -> list:
+    """evaluate.tile / quantize / lead, and image sizes through the graph (flowgraph/imagesize.py)."""
+    from .imagesize import QUANTIZE, check_image_sizes
+    ev = spec.evaluate or {}
+    values = cg.root.values if cg.root else {}
+    problems = []
+
+    def P(msg, key):
+        problems.append(spec.problem(spec.line_of("evaluate", key), msg))
+
+    def value(key, default):
+        try:
+            return _eval_value(ev.get(key, default), values)
+        except ExpressionError as exc:
+            P(f"evaluate.{key}: {exc}", key)
+            return None
+    tile = value("tile", 0)
+    if tile is not None and not (isinstance(tile, int) and not isinstance(tile, bool) and tile >= 0):
+        P(f"evaluate.tile must be a tile side in pixels (0 = off), got {tile!r}", "tile")
+        tile = None
+    quantize = value("quantize", "none")
+    if quantize is False:
+        quantize = "none"
+    if quantize is not None and quantize not in QUANTIZE:
+        P(f"evaluate.quantize must be one of {', '.join(QUANTIZE)}, got {quantize!r}", "quantize")
+    lead = value("lead", [])
+    if lead is not None:
+        lead = [lead] if isinstance(lead, str) else lead
+        known = metric_columns(nodes, ev.get("metrics"))
+        if not isinstance(lead, list) or not all(isinstance(c, str) for c in lead):
+            P("evaluate.lead must be a column name or a list of them, e.g. psnr_of_mse", "lead")
+        else:
+            for c in lead:
+                if c not in known:
+                    P(f"evaluate.lead: '{c}' is not a reported column" + (did_you_mean(c, known) or
+                      f" (columns: {', '.join(known) or 'none'})"), "lead")
+    if tile is not None and not problems:
+        problems += check_image_sizes(cg, tile, spec.line_of("evaluate", "tile"))
     return problems
 
 

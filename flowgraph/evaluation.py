@@ -40,6 +40,7 @@ from .compile import _eval_value, sweep_points
 from .limits import DEFAULT as DEFAULT_LIMITS
 from .resources import check_eval_length
 from .errors import SemflowError
+from .imagesize import EvalFrames
 from .report import fmt_value, format_table, plot_metrics, save_image_grid, to_image_batch
 from .stats import bootstrap_interval, summarize
 
@@ -77,12 +78,16 @@ class EvaluationMixin:
         draws = int(ev_(ev.get("bootstrap", BOOTSTRAP_DRAWS)))
         grid = _ImageGrid.from_spec(ev_(ev.get("image_grid")), self.graph)
         src = sch.source()
+        tile, quantize = int(ev_(ev.get("tile", 0)) or 0), ev_(ev.get("quantize", "none")) or "none"
+        frames = EvalFrames(sch, src, tile, quantize, plan)
+        lead = ev_(ev.get("lead", []))
+        lead = [lead] if isinstance(lead, str) else list(lead or [])
         available = _source_call(src, "num_eval_examples", split)
         per_pass = available if limit is None else min(limit, available)
         check_eval_length(len(points), mc.max_examples if mc.until else per_pass,
                           getattr(self, "limits", DEFAULT_LIMITS), 1 if mc.until else mc.repeats)
         blocks = {m: sch.block(m) for m in metrics}
-        cbr = None
+        bandwidth = _Bandwidth(self.graph, src, ev.get("cbr"))
         rows, per_example = [], {}
         self.log(f"[eval] {len(points)} sweep point(s) x {per_pass} held-out examples ({split})"
                  + (f" x {mc.describe()}" if mc.active else "") + f"; metrics: {', '.join(metrics)}")
@@ -92,7 +97,7 @@ class EvaluationMixin:
             for pi, point in enumerate(points):
                 sch.reset_variables(point)
                 self.taps.info = {"stage": "eval", "point": point, "where": f"evaluation at {point or 'defaults'}"}
-                acc = _PointValues(blocks, mc)
+                acc = _PointValues(blocks, mc, lead)
                 last_note = time.monotonic()
                 for r in mc.passes():
                     # library RNGs first: seeding Sionna's also reseeds torch's (when Sionna is loaded)
@@ -107,10 +112,10 @@ class EvaluationMixin:
                         if limit is not None and seen + _batch_len(data) > limit:
                             data = {k: v[: limit - seen] for k, v in data.items()}
                         data = {k: v.to(sch.device) for k, v in data.items()}
-                        out = sch(inject={src.name: data}, plan=plan)
+                        out = frames(data)
                         sch.check_finite_values(out, [f"{m}.value" for m in metrics], self.taps.info["where"])
-                        if cbr is None and ev.get("cbr", True) is not False:
-                            cbr = self._cbr(out, src, ev.get("cbr"))
+                        if pi == 0 and r == 0:
+                            bandwidth.add(out, data, frames.tiles)
                         if r == 0 and seen == 0:
                             grid.capture(point, out)
                         acc.add(out, seen, _batch_len(data))
@@ -133,47 +138,20 @@ class EvaluationMixin:
                 self.log.progress(f"[eval] {pi + 1}/{len(points)} {_point_key(point) or 'defaults'}: "
                                   + "  ".join(f"{c} {fmt_value(row[c])}" for c in acc.columns),
                                   final=pi + 1 == len(points))
-        result = {"graph": self.spec.name, "preset": self.preset, "seed": self.seed, "cbr": cbr,
+        result = {"graph": self.spec.name, "preset": self.preset, "seed": self.seed, "cbr": bandwidth.summary(),
                   "metrics": metrics, "sweep": list(points[0]) if points and points[0] else [],
-                  "columns": _columns(blocks), "rows": rows, "per_example": per_example,
+                  "columns": _columns(blocks, lead), "rows": rows, "per_example": per_example,
                   "units": {m: getattr(type(b), "unit", "") for m, b in blocks.items()},
                   "axis_units": dict(ev.get("units") or {}),
                   "data": _data_info(src, split, per_pass),
                   "evaluation": {"draw_seeds": "run seed + 7919 * (pass + 1), the same at every point",
-                                 "repeats": mc.repeats, "until": mc.until, "bootstrap": draws},
+                                 "repeats": mc.repeats, "until": mc.until, "bootstrap": draws,
+                                 "tile": tile or None, "quantize": quantize},
                   "stopped": bool(self.stop_requested), "seconds": time.monotonic() - t0}
         if write:
             self._write_metrics(result)
             grid.write(self.out, self.log)
         return result
-
-    def _cbr(self, out: dict, src, ports=None) -> dict | None:
-        """Channel uses per example over real source values (DESIGN.md): reported, not assumed.
-
-        Counts the tensors entering every block that declares ``channel_input``, or the
-        ports listed in ``evaluate.cbr`` (e.g. ``[ch.x]``) when a graph needs to say which
-        (draw-only channel blocks, user grouping); ``evaluate.cbr: false`` turns it off."""
-        per_example = src.source_values_per_example()
-        uses = 0
-        if isinstance(ports, list):
-            feeds = [f"{s}.{sp}" for s, sp, d, dp in self.graph.edges if f"{d}.{dp}" in ports]
-        else:
-            feeds = []
-            for name, rb in self.graph.blocks.items():
-                port = rb.cls.channel_input
-                if port is not None:
-                    feeds += [f"{s}.{sp}" for s, sp, d, dp in self.graph.edges if d == name and dp == port]
-        for feed in feeds:
-            if feed not in out:
-                continue
-            t = out[feed]
-            per = t[0].numel() if t.dim() > 0 else 1
-            uses += per if t.is_complex() else per / 2
-        if not uses or not per_example:
-            return None
-        ratio = uses / per_example
-        return {"channel_uses": uses, "source_values": per_example, "cbr": ratio,
-                "fraction": str(Fraction(ratio).limit_denominator(1000))}
 
     def _write_metrics(self, result: dict):
         (self.out / "metrics.json").write_text(json.dumps(result, indent=2, default=str))
@@ -185,14 +163,87 @@ class EvaluationMixin:
                 w.writerows(rows)
         self.log(format_table(result))
         if result["cbr"]:
-            c = result["cbr"]
-            self.log(f"CBR = {c['channel_uses']:.0f} complex channel uses / {c['source_values']} source values "
-                     f"= {c['cbr']:.4f} ({c['fraction']})")
+            self.log(cbr_line(result["cbr"]))
         try:
             for p in plot_metrics(result, self.out):
                 self.log(f"plot: {p}")
         except Exception as exc:  # plotting must never lose the numbers
             self.log(f"note: plotting failed ({type(exc).__name__}: {exc}); metrics are in metrics.csv")
+
+
+class _Bandwidth:
+    """Channel uses per example over real source values (DESIGN.md): reported, not assumed,
+    per image: whole held-out images differ in size, so every batch of the first point's
+    first pass is counted, grouped by (channel uses, source values) per example.
+
+    Counts the tensors entering every block that declares ``channel_input``, or the ports
+    listed in ``evaluate.cbr`` (e.g. ``[ch.x]``) when a graph needs to say which (draw-only
+    channel blocks, user grouping); ``evaluate.cbr: false`` turns it off. With tiles, the
+    uses of all tiles of an image count for that image."""
+
+    def __init__(self, graph, src, ports=None):
+        self.src, self.off = src, ports is False
+        if isinstance(ports, list):
+            self.feeds = [f"{s}.{sp}" for s, sp, d, dp in graph.edges if f"{d}.{dp}" in ports]
+        else:
+            self.feeds = []
+            for name, rb in graph.blocks.items():
+                port = rb.cls.channel_input
+                if port is not None:
+                    self.feeds += [f"{s}.{sp}" for s, sp, d, dp in graph.edges if d == name and dp == port]
+        self.image_port = next((p for p, spec in type(src).outputs.items() if spec.tag == "image"), None)
+        self.groups: dict = {}        # (uses, source values) per example -> {"shape", "examples"}
+
+    def add(self, out: dict, data: dict, tiles: int = 1):
+        if self.off:
+            return
+        uses = 0
+        for feed in self.feeds:
+            if feed not in out:
+                continue
+            t = out[feed]
+            per = t[0].numel() if t.dim() > 0 else 1
+            uses += (per if t.is_complex() else per / 2) * tiles
+        values = self.src.source_values_in(data)
+        if not uses or not values:
+            return
+        image = data.get(self.image_port) if self.image_port else None
+        shape = "×".join(map(str, image.shape[1:])) if image is not None else ""
+        g = self.groups.setdefault((uses, values), {"shape": shape, "examples": 0})
+        g["examples"] += _batch_len(data)
+
+    def summary(self) -> dict | None:
+        """{channel_uses, source_values, cbr, fraction} per example; with images of several
+        sizes also ``images``: one entry per size, and cbr = all uses / all source values."""
+        if not self.groups:
+            return None
+
+        def entry(uses, values):
+            ratio = uses / values
+            return {"channel_uses": uses, "source_values": values, "cbr": ratio,
+                    "fraction": str(Fraction(ratio).limit_denominator(1000))}
+        if len(self.groups) == 1:
+            (uses, values), = self.groups
+            return entry(uses, values)
+        n = sum(g["examples"] for g in self.groups.values())
+        total_uses = sum(u * g["examples"] for (u, _), g in self.groups.items())
+        total_values = sum(v * g["examples"] for (_, v), g in self.groups.items())
+        out = entry(total_uses / n, total_values / n)
+        out["images"] = [{**entry(u, v), "shape": g["shape"], "examples": g["examples"]}
+                         for (u, v), g in self.groups.items()]
+        out["varies"] = len({e["cbr"] for e in out["images"]}) > 1
+        return out
+
+
+def cbr_line(c: dict) -> str:
+    """The CBR as the log prints it (per image size when the held-out images differ in size)."""
+    if "images" not in c:
+        return (f"CBR = {c['channel_uses']:.0f} complex channel uses / {c['source_values']} source values "
+                f"= {c['cbr']:.4f} ({c['fraction']})")
+    sizes = "; ".join(f"{e['shape'] or 'example'}: {e['channel_uses']:.0f} / {e['source_values']} "
+                      f"({e['fraction']}, {e['examples']} ex.)" for e in c["images"])
+    head = ("CBR varies per image: over the set" if c["varies"] else "CBR, the same for every image:")
+    return f"{head} {c['cbr']:.4f} ({c['fraction']}); per image size, channel uses / source values: {sizes}"
 
 
 class _MonteCarlo:
@@ -227,7 +278,7 @@ class _MonteCarlo:
 class _PointValues:
     """Per-example values (and set-level stats) of one sweep point, over all passes."""
 
-    def __init__(self, blocks: dict, mc: _MonteCarlo):
+    def __init__(self, blocks: dict, mc: _MonteCarlo, lead: list | None = None):
         self.blocks, self.mc = blocks, mc
         self.values = {m: [] for m in blocks}
         self.stats = {m: [] for m, b in blocks.items() if type(b).has_set_metric()}
@@ -237,7 +288,7 @@ class _PointValues:
         self.count = 0          # source examples fed so far (examples x passes)
         self.errors = 0         # values of the until-metric that are non-zero
         self.passes = 0
-        self.columns = list(_columns(blocks))
+        self.columns = list(_columns(blocks, lead))
 
     def _cluster(self, key: str, first: int, batch: int, k: int) -> torch.Tensor:
         """Ids of ``k`` values from a batch of ``batch`` source examples starting at ``first``:
@@ -296,8 +347,9 @@ class _PointValues:
         return row
 
 
-def _columns(blocks: dict) -> dict:
-    """The reported quantities: a mean column per per-example sink, a set column per set-level one."""
+def _columns(blocks: dict, lead: list | None = None) -> dict:
+    """The reported quantities: a mean column per per-example sink, a set column per set-level
+    one; the ``evaluate.lead`` columns first (tables lead with them), in their order."""
     cols = {}
     for m, b in blocks.items():
         cls = type(b)
@@ -307,7 +359,8 @@ def _columns(blocks: dict) -> dict:
             cols[m] = {**meta, "kind": "mean"}
         if cls.has_set_metric():
             cols[f"{m}_{cls.set_suffix}"] = {**meta, "kind": "set"}
-    return cols
+    first = [c for c in (lead or []) if c in cols]
+    return {c: cols[c] for c in first + [c for c in cols if c not in first]}
 
 
 class _ImageGrid:

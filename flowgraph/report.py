@@ -96,10 +96,27 @@ def interval_name(meta: dict) -> str:
     return "95% Wilson CI" if meta.get("proportion") else "95% CI of the mean"
 
 
+def data_label(result: dict) -> str:
+    """What the numbers were measured on, for the line under every table: the test set's name
+    (``Source.dataset_info["name"]``, else its dataset and path), the split and the count."""
+    d = result.get("data") or {}
+    if not d:
+        return ""
+    ds = d.get("dataset") or {}
+    name = ds.get("name") or " ".join(str(v) for v in (ds.get("dataset") or d.get("type"), ds.get("path")) if v)
+    ev = result.get("evaluation") or {}
+    how = [f"split {d.get('split', 'test')}", f"{d.get('examples')} examples"]
+    if ev.get("tile"):
+        how.append(f"scored as whole images from {ev['tile']}×{ev['tile']} tiles")
+    if ev.get("quantize") not in (None, "none"):
+        how.append(f"reconstructions quantised to {ev['quantize']}")
+    return f"measured on: {name}; {', '.join(how)}"
+
+
 # ---- tables ----------------------------------------------------------------------------------
 def format_table(result: dict) -> str:
     """A plain-text table: one row per sweep point; mean ± std (over examples) per metric,
-    the value and its 95% bootstrap CI per set-level metric."""
+    the value and its 95% bootstrap CI per set-level metric; a last line names the test set."""
     sweep, rows, cols = result["sweep"], result["rows"], columns_of(result)
     head = list(sweep)
     for c, meta in cols.items():
@@ -118,7 +135,9 @@ def format_table(result: dict) -> str:
         body.append(cells)
     widths = [max(len(h), *(len(b[i]) for b in body)) if body else len(h) for i, h in enumerate(head)]
     line = lambda cells: "  ".join(c.rjust(w) for c, w in zip(cells, widths))  # noqa: E731
-    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body])
+    label = data_label(result)
+    return "\n".join([line(head), line(["-" * w for w in widths])] + [line(b) for b in body]
+                     + ([label] if label else []))
 
 
 # ---- figures ---------------------------------------------------------------------------------

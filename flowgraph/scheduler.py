@@ -18,6 +18,7 @@ from . import expr as E
 from .block import Sink, Source, tensor_kind
 from .compile import CompiledGraph, _eval_value, fixed
 from .errors import BlockError, NonFiniteError, SemflowError, ValidationError, brief
+from .imagesize import image_size_symbols
 from .shapes import match_shape
 from .taps import TapHub
 
@@ -217,6 +218,9 @@ class Scheduler(nn.Module):
             raise SemflowError(f"block '{step.name}' ({rb.type_id}) returned {type(out).__name__}, "
                                f"expected a dict of port -> tensor")
         bindings = dict(rb.cls.bind_dims(rb.params))
+        if step.is_source and not self.training and rb.cls.eval_whole_images(rb.params) is not None:
+            for sym in image_size_symbols(rb.cls):     # whole held-out images: H, W bind the training crops
+                bindings.pop(sym, None)
         for port, spec in rb.cls.outputs.items():
             if port not in out:
                 raise SemflowError(f"block '{step.name}' ({rb.type_id}) did not return output '{port}'")

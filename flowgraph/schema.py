@@ -315,6 +315,10 @@ EVALUATE = Record({
     "bootstrap": Field(INT_EXPR),
     "image_grid": Field(ANY),
     "units": Field(ANY),
+    # whole-image scoring (flowgraph/imagesize.py): values checked by compile._check_image_eval
+    "tile": Field(ANY),
+    "quantize": Field(ANY),
+    "lead": Field(ANY),
 }, "a mapping with sweep, metrics, batch, images")
 
 BLOCK = Record({

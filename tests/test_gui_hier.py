@@ -62,10 +62,12 @@ def test_make_graph_block_from_selection(window, tmp_path):
     name = w.make_subgraph(tmp_path / "parts" / "tx.yaml")
     m = w.model
     part = load_graph(tmp_path / "parts" / "tx.yaml")
-    assert part.ports == {"inputs": {"image": "enc.image"}, "outputs": {"x": "pn.x"}}   # from the cut wires
+    # from the cut wires (enc.hw tells the decoder the image size)
+    assert part.ports == {"inputs": {"image": "enc.image"}, "outputs": {"hw": "enc.hw", "x": "pn.x"}}
     assert set(part.variables) == {"c", "filters"}
     assert m.spec.blocks[name].params == {"c": "$c", "filters": "$filters"}
-    assert {str(c) for c in m.spec.connections} >= {f"src.image -> {name}.image", f"{name}.x -> ch.x"}
+    assert {str(c) for c in m.spec.connections} >= {f"src.image -> {name}.image", f"{name}.x -> ch.x",
+                                                      f"{name}.hw -> dec.hw"}
     assert m.spec.train[0]["trainable"] == [name, "dec"]
     assert m.problems == []
     after = compile_graph(m.spec, preset="smoke")

@@ -88,6 +88,10 @@ class ADJSCCEncoder(_SideInfo):
     def bind_dims(cls, p):
         return {"Nr": p["nr"], "Nt": p["nt"], "c": p["channels"]}
 
+    @classmethod
+    def size_multiple(cls, p):
+        return 4        # two stride-2 convs; any H, W otherwise (the AF context is a spatial mean)
+
     def __init__(self, **params):
         super().__init__(**params)
         f, c, s = self.p.filters, self.p.channels, self.side_dim()
