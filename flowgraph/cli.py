@@ -314,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
                         help="log losses, metrics and image grids for TensorBoard (default DIR: RUN/tensorboard; "
                              "needs the tensorboard extra)")
+        sp.add_argument("--nproc", type=int, default=0, metavar="N",
+                        help="data-parallel on this machine: launch N processes with torchrun "
+                             "(batch = the global batch; see docs/scale-out.md)")
         if resume:
             sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
             sp.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
@@ -363,8 +366,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: what torchrun runs for ``--nproc`` (a script that registers extra blocks may point it at itself)
+TORCHRUN_ENTRY = ["-m", "flowgraph"]
+
+
+def launch_torchrun(argv: list, nproc: int) -> int:
+    """``semflow run --nproc N ...``: the same command in N processes under torchrun."""
+    import subprocess
+
+    from .distributed import torchrun_command
+    cmd = torchrun_command(argv, nproc, sys.executable, TORCHRUN_ENTRY)
+    print(f"semflow: {nproc} processes: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    import os
+    if getattr(args, "nproc", 0) and args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return launch_torchrun(argv, args.nproc)
     try:
         return args.func(args)
     except ValidationError as exc:

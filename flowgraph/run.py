@@ -37,6 +37,7 @@ from . import expr as E
 from . import rng
 from .block import Sink
 from .checkpoint import atomic_torch_save, load_checkpoint
+from .distributed import RANK_SEED_STRIDE, world_from_env
 from .compile import CompiledGraph, compile_graph
 from .errors import SemflowError, ValidationError
 from .evaluation import EvaluationMixin
@@ -61,6 +62,8 @@ class Runner(TrainingMixin, EvaluationMixin):
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0,
                  taps: TapHub | None = None, quiet: bool = False, check_finite: bool = True,
                  command: list | None = None, resume: bool = False):
+        # under torchrun: join the process group (cuda becomes this rank's GPU)
+        self.world, device = world_from_env(device)
         check_device(device)
         self.spec = spec
         self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides)
@@ -69,9 +72,11 @@ class Runner(TrainingMixin, EvaluationMixin):
         self.preset, self.overrides, self.seed, self.device = preset, dict(overrides or {}), int(seed), device
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.resume = resume
-        self.out = prepare_run_dir(out, Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}", resume)
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.log = Log(self.out / "log.txt", quiet=quiet)
+        self.out = self._run_dir(out, Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}", resume)
+        if self.world.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+        # ranks other than 0 print and write nothing (their numbers are gathered by rank 0)
+        self.log = Log(self.out / "log.txt", quiet=quiet) if self.world.main else Log(None, quiet=True)
         self.taps = taps or TapHub()
         self.stop_requested = False        # set from another thread (GUI stop button)
         self.pause_requested = False
@@ -79,16 +84,36 @@ class Runner(TrainingMixin, EvaluationMixin):
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
         self.scheduler = Scheduler(self.graph, device=device, taps=self.taps, check_finite=check_finite)
+        self.scheduler.shard = (self.world.rank, self.world.size)
         # libraries' own RNGs (registered by block packages); some reseed torch's too,
-        # so the global torch seed is set again after them
-        rng.seed_all(self.seed + 3)
-        torch.manual_seed(self.seed)
+        # so the global torch seed is set again after them. Parameters are initialised
+        # alike on every rank; from here ranks draw their own noise (rank 0 = one process).
+        offset = RANK_SEED_STRIDE * self.world.rank
+        rng.seed_all(self.seed + 3 + offset)
+        torch.manual_seed(self.seed + offset)
         self.scheduler.seed_sources(self.seed + 2)
         self.var_generator = torch.Generator().manual_seed(self.seed + 1)
         self._write_run_info(command)
 
     # ---- run directory ---------------------------------------------------------------------
+    def _run_dir(self, out, default: Path, resume: bool) -> Path:
+        """The run directory, chosen by rank 0 (its clock names the default) for every rank."""
+        if not self.world.active:
+            return prepare_run_dir(out, default, resume)
+        chosen = None
+        if self.world.main:
+            try:
+                chosen = ("ok", str(prepare_run_dir(out, default, resume)))
+            except SemflowError as exc:
+                chosen = ("error", str(exc))
+        kind, text = self.world.broadcast(chosen)
+        if kind == "error":
+            raise SemflowError(text)
+        return Path(text)
+
     def _write_run_info(self, command):
+        if not self.world.main:
+            return
         resumed = self.resume and (self.out / "graph.yaml").is_file()
         if not resumed:   # a resumed run keeps the graph.yaml it started with
             resolved = self.spec.to_dict()
@@ -100,6 +125,7 @@ class Runner(TrainingMixin, EvaluationMixin):
             write_self_contained(resolved, self.spec, self.out, header)
         info = {"graph": self.spec.path, "name": self.spec.name, "preset": self.preset,
                 "overrides": self.overrides, "seed": self.seed, "device": self.device,
+                "world_size": self.world.size,
                 "command": command or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "seeds": {"torch": self.seed, "variables": self.seed + 1, "sources": self.seed + 2},
                 "git": git_info(), "graph_files": graph_files(self.spec), "versions": package_versions()}
@@ -112,7 +138,12 @@ class Runner(TrainingMixin, EvaluationMixin):
     def _save_checkpoint(self, stage_idx: int, step: int, opt=None, sched=None, done=False,
                          extra: dict | None = None, path: Path | None = None):
         """``extra``: the training features' own state (EMA, discriminator optimizer, best
-        validation); ``path``: another file than last.pt (best.pt)."""
+        validation); ``path``: another file than last.pt (best.pt). Data-parallel: every rank
+        calls this (its RNG states are gathered); rank 0 writes, the others wait for the file."""
+        ranks = self.world.gather({"torch": torch.get_rng_state(), "external": rng.get_states()})
+        if not self.world.main:
+            self.world.barrier()
+            return
         atomic_torch_save({
             "format": 1, "graph": self.spec.name, "stage": stage_idx, "step": step, "done": done,
             "blocks": self.scheduler.state_dict(),
@@ -120,9 +151,11 @@ class Runner(TrainingMixin, EvaluationMixin):
             "lr_scheduler": sched.state_dict() if sched is not None else None,
             "rng": {"torch": torch.get_rng_state(), "variables": self.var_generator.get_state(),
                     "external": rng.get_states()},
-            "seed": self.seed,
+            "seed": self.seed, "world_size": self.world.size,
+            "rank_rng": ranks if self.world.active else None,
             **(extra or {}),
         }, path or self.checkpoint_path)
+        self.world.barrier()
 
     def load_weights(self, path: str | Path) -> dict:
         ckpt = load_checkpoint(path)
@@ -141,8 +174,9 @@ class Runner(TrainingMixin, EvaluationMixin):
             return super().train(resume=self.resume if resume is None else resume, stop_after=stop_after)
         finally:
             try:
-                sinks = [n for n in self.graph.order if isinstance(self.scheduler.block(n), Sink)]
-                plot_training(self.out / "train.csv", self.out / "train.png", sinks)
+                if self.world.main:
+                    sinks = [n for n in self.graph.order if isinstance(self.scheduler.block(n), Sink)]
+                    plot_training(self.out / "train.csv", self.out / "train.png", sinks)
             except Exception as exc:  # a plot must never hide the run's own outcome
                 self.log(f"note: training plot failed ({type(exc).__name__}: {exc})")
 
@@ -159,6 +193,8 @@ class Runner(TrainingMixin, EvaluationMixin):
 
     def close(self):
         self.log.close()
+        if self.world.active and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def check_device(device: str) -> None:

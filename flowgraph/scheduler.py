@@ -48,6 +48,11 @@ class Scheduler(nn.Module):
         self.frame = 0              # frames run so far; taps carry it as info["frame"]
         self.variables: dict = dict(graph.root.values) if graph.root else {}
         self._var_overrides: dict = {}
+        #: data-parallel training (flowgraph/distributed.py): (rank, world size), and the
+        #: DistributedDataParallel wrappers of the blocks training now (a plain dict: the
+        #: wrappers are not sub-modules, so state_dict keys stay those of the blocks)
+        self.shard = (0, 1)
+        self.ddp: dict = {}
         for name, rb in graph.blocks.items():
             try:
                 module = rb.cls(**rb.params)
@@ -81,6 +86,10 @@ class Scheduler(nn.Module):
             outputs = tuple((p, f"{name}.{p}") for p in rb.cls.outputs)
             plan.append(_Step(name, self.block(name), bindings, outputs, isinstance(self.block(name), Source)))
         self.plan = plan
+        # source ports that are batch-first: sliced per rank in data-parallel training
+        self._batch_ports = {s.name: tuple(p for p, spec in self.graph.blocks[s.name].cls.outputs.items()
+                                           if spec.shape and spec.shape[0] == "B")
+                             for s in plan if s.is_source}
         self._edges_into = {}
         for src, _, dst, _ in self.graph.edges:
             self._edges_into.setdefault(dst, set()).add(src)
@@ -157,13 +166,19 @@ class Scheduler(nn.Module):
                 out = inject[step.name]
             else:
                 kwargs = {arg: (values[key] if key is not None else None) for arg, key in step.bindings}
+                # the DDP wrapper only where gradients flow (its forward may sync buffers:
+                # a collective that sharded evaluation, with its uneven batches, must not run)
+                module = self.ddp.get(step.name, step.module) if self.ddp and torch.is_grad_enabled() \
+                    else step.module
                 try:
-                    out = step.module(**kwargs)
+                    out = module(**kwargs)
                 except SemflowError:
                     raise
                 except Exception as exc:   # name the block: a bare traceback three blocks later helps nobody
                     raise BlockError(step.name, self.graph.blocks[step.name].type_id, exc,
                                      self.taps.info.get("where", "")) from exc
+                if step.is_source and self.shard[1] > 1:
+                    out = self._rank_slice(step.name, out)
             for port, key in step.outputs:
                 values[key] = out[port]
             if first:
@@ -174,6 +189,21 @@ class Scheduler(nn.Module):
         if first:
             self._checked_modes.add(mode)
         return values
+
+    def _rank_slice(self, name: str, out: dict) -> dict:
+        """This rank's contiguous share of a source's global batch."""
+        rank, world = self.shard
+        out = dict(out)
+        for port in self._batch_ports[name]:
+            t = out[port]
+            n = t.shape[0]
+            if n % world:
+                raise SemflowError(f"block '{name}' ({self.graph.blocks[name].type_id}): batch {n} does not "
+                                   f"split over {world} processes (the batch is the global batch: use a multiple "
+                                   f"of {world})")
+            k = n // world
+            out[port] = t[rank * k:(rank + 1) * k]
+        return out
 
     def first_non_finite(self, values: dict):
         """(block, port) of the first NaN/Inf output of a frame, in execution order, or None."""

@@ -27,6 +27,7 @@ from . import rng
 from .block import Sink
 from .checkpoint import load_checkpoint
 from .compile import STAGE_KEYS, Scope, _eval_value, resolve_checkpoint_path
+from .distributed import wrap_trained
 from .ema import EMA
 from .errors import NonFiniteError, SemflowError, ValidationError
 from .losses import compile_loss, output_shapes
@@ -229,20 +230,25 @@ class TrainingMixin:
             if not self.checkpoint_path.is_file():
                 raise SemflowError(f"--resume: no checkpoint at {self.checkpoint_path}")
             ckpt = load_checkpoint(self.checkpoint_path)
+            saved_world = int(ckpt.get("world_size") or 1)
+            if saved_world != self.world.size:
+                raise SemflowError(f"--resume: {self.checkpoint_path} was written by {saved_world} process(es), "
+                                   f"this run has {self.world.size}; resume with --nproc {saved_world}")
             self.scheduler.load_state_dict(ckpt["blocks"])
             start_stage, start_step = int(ckpt["stage"]), int(ckpt["step"])
             if ckpt.get("done"):
                 start_stage, start_step = len(self.spec.train), 0
-            torch.set_rng_state(ckpt["rng"]["torch"])
+            own = (ckpt.get("rank_rng") or [ckpt["rng"]])[self.world.rank]   # each rank its own noise
+            torch.set_rng_state(own["torch"])
             self.var_generator.set_state(ckpt["rng"]["variables"])
-            rng.set_states(ckpt["rng"].get("external", {}))
+            rng.set_states(own.get("external", {}))
             self.log(f"resumed from {self.checkpoint_path}: stage {start_stage + 1}, step {start_step}")
         budget = stop_after
         settings = [self.stage_settings(i) for i in range(len(self.spec.train))]
-        if resume:   # rows after the checkpoint belong to steps that are trained again
+        if resume and self.world.main:   # rows after the checkpoint belong to steps that are trained again
             truncate_train_csv(self.out / "train.csv", [st["name"] for st in settings], start_stage, start_step)
         csv_log = CsvTapLogger(self.taps, self.out / "train.csv", ["train.step"], append=resume,
-                               fields=self._csv_fields(settings))
+                               fields=self._csv_fields(settings)) if self.world.main else None
         try:
             for i in range(start_stage, len(self.spec.train)):
                 s = self.stage_settings(i)
@@ -257,7 +263,8 @@ class TrainingMixin:
                     budget -= s["steps"] - first
             self._save_checkpoint(len(self.spec.train), 0, done=True)
         finally:
-            csv_log.close()
+            if csv_log is not None:
+                csv_log.close()
         return True
 
     def _csv_fields(self, settings: list) -> list:
@@ -283,6 +290,9 @@ class TrainingMixin:
             self._copy_weights(name, s["copy_weights"])
         gen = self._part(s, modules, steps)
         d = s["discriminator"]
+        if d and self.world.active:
+            raise SemflowError(f"train stage '{name}': a discriminator stage does not run data-parallel yet "
+                               f"(run it in one process)")
         disc = self._part(d, modules, steps * d["steps"], d["steps"]) if d else None
         train_blocks = gen.blocks | (disc.blocks if disc else set())
         for module in modules.values():
@@ -290,6 +300,8 @@ class TrainingMixin:
         for p in gen.params:
             p.requires_grad_(True)
         self._set_modes(train_blocks)
+        if self.world.active:     # after requires_grad is set: DDP syncs exactly what trains
+            sch.ddp = wrap_trained(modules, sorted(gen.blocks), sch.device)
         ema = EMA(gen.named, s["ema"]) if s["ema"] is not None else None
         val = self._validator(s)
         if ckpt is not None and ckpt.get("optimizer") is not None:
@@ -377,9 +389,12 @@ class TrainingMixin:
                     last_loss = float(total / accum) if accum > 1 else float(loss.detach())
                     with torch.no_grad():
                         sch(plan=rest, values=values)
+                    means = self.world.mean([last_loss] + [float(values[f"{k}.value"].detach().float().mean())
+                                                           for k in sinks])      # over the global batch
+                    last_loss = means[0]
                     row = {"stage": name, "step": step + 1, "loss": last_loss, "lr": gen.opt.param_groups[0]["lr"]}
-                    for k in sinks:
-                        row[k] = float(values[f"{k}.value"].detach().float().mean())
+                    for k, v in zip(sinks, means[1:]):
+                        row[k] = v
                     row.update({k: stage_vars[k] for k in logged})
                     if d_loss is not None:
                         row["d_loss"] = float(d_loss)
@@ -397,11 +412,12 @@ class TrainingMixin:
                                           f"{rate:.1f} it/s  eta {_fmt_duration((steps - step - 1) / max(rate, 1e-9))}",
                                           final=step + 1 == steps)
                 if step + 1 < steps and ((ckpt_every and (step + 1) % ckpt_every == 0)
-                                         or (not ckpt_every and now - last_ckpt >= ckpt_wait)):
+                                         or (not ckpt_every and self.world.agree(now - last_ckpt >= ckpt_wait))):
                     save(step + 1)
                     last_ckpt, ckpt_wait = now, CHECKPOINT_EVERY_S
             self._finish_stage(name, s, ema, val, train_blocks)
         finally:
+            sch.ddp = {}
             if s["batch"] is not None:
                 self._set_batch(None)
         self._save_checkpoint(idx + 1, 0)
