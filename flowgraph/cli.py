@@ -111,7 +111,7 @@ def _runner(args, out=None):
         taps = TapHub()
     r = Runner(spec, preset=args.preset, overrides=_parse_set(args.set), out=out or args.out,
                device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv,
-               resume=getattr(args, "resume", False), taps=taps)
+               resume=getattr(args, "resume", False), taps=taps, amp=getattr(args, "amp", None))
     if taps is not None:
         from .tensorboard import TensorBoardLogger
         r.tensorboard = TensorBoardLogger(r, args.tensorboard or None)
@@ -314,6 +314,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
                         help="log losses, metrics and image grids for TensorBoard (default DIR: RUN/tensorboard; "
                              "needs the tensorboard extra)")
+        sp.add_argument("--amp", choices=("bf16", "fp16"), default=None,
+                        help="mixed-precision training (autocast; fp16 adds a grad scaler); blocks with "
+                             "complex ports stay fp32, evaluation runs in fp32 (docs/scale-out.md)")
         sp.add_argument("--nproc", type=int, default=0, metavar="N",
                         help="data-parallel on this machine: launch N processes with torchrun "
                              "(batch = the global batch; see docs/scale-out.md)")

@@ -42,6 +42,7 @@ from .compile import CompiledGraph, compile_graph
 from .errors import SemflowError, ValidationError
 from .evaluation import EvaluationMixin
 from .graph import GraphSpec
+from .precision import check_amp
 from .report import format_table, plot_metrics, plot_training  # noqa: F401 (re-exported)
 from .rundir import Log, git_info, graph_files, package_versions, prepare_run_dir, record_run, write_self_contained
 from .scheduler import Scheduler
@@ -61,10 +62,11 @@ class Runner(TrainingMixin, EvaluationMixin):
     def __init__(self, spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0,
                  taps: TapHub | None = None, quiet: bool = False, check_finite: bool = True,
-                 command: list | None = None, resume: bool = False):
+                 command: list | None = None, resume: bool = False, amp: str | None = None):
         # under torchrun: join the process group (cuda becomes this rank's GPU)
         self.world, device = world_from_env(device)
         check_device(device)
+        self.amp = check_amp(amp)        # mixed-precision training: None, "bf16" or "fp16"
         self.spec = spec
         self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides)
         if not self.graph.ok:
@@ -125,7 +127,7 @@ class Runner(TrainingMixin, EvaluationMixin):
             write_self_contained(resolved, self.spec, self.out, header)
         info = {"graph": self.spec.path, "name": self.spec.name, "preset": self.preset,
                 "overrides": self.overrides, "seed": self.seed, "device": self.device,
-                "world_size": self.world.size,
+                "world_size": self.world.size, "amp": self.amp,
                 "command": command or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "seeds": {"torch": self.seed, "variables": self.seed + 1, "sources": self.seed + 2},
                 "git": git_info(), "graph_files": graph_files(self.spec), "versions": package_versions()}

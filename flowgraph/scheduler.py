@@ -18,6 +18,7 @@ from . import expr as E
 from .block import Source, tensor_kind
 from .compile import CompiledGraph, _eval_value, fixed
 from .errors import BlockError, SemflowError, ValidationError
+from .precision import keeps_fp32, to_fp32
 from .shapes import match_shape
 from .taps import TapHub
 
@@ -53,6 +54,8 @@ class Scheduler(nn.Module):
         #: wrappers are not sub-modules, so state_dict keys stay those of the blocks)
         self.shard = (0, 1)
         self.ddp: dict = {}
+        # blocks with a complex port stay fp32 under --amp (flowgraph/precision.py)
+        self._fp32 = {name for name, rb in graph.blocks.items() if keeps_fp32(rb.cls)}
         for name, rb in graph.blocks.items():
             try:
                 module = rb.cls(**rb.params)
@@ -171,7 +174,11 @@ class Scheduler(nn.Module):
                 module = self.ddp.get(step.name, step.module) if self.ddp and torch.is_grad_enabled() \
                     else step.module
                 try:
-                    out = module(**kwargs)
+                    if step.name in self._fp32 and torch.is_autocast_enabled(self.device.type):
+                        with torch.autocast(self.device.type, enabled=False):
+                            out = module(**to_fp32(kwargs))
+                    else:
+                        out = module(**kwargs)
                 except SemflowError:
                     raise
                 except Exception as exc:   # name the block: a bare traceback three blocks later helps nobody

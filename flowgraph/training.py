@@ -29,6 +29,7 @@ from .checkpoint import load_checkpoint
 from .compile import STAGE_KEYS, Scope, _eval_value, resolve_checkpoint_path
 from .distributed import wrap_trained
 from .ema import EMA
+from .precision import autocast, grad_scaler
 from .errors import NonFiniteError, SemflowError, ValidationError
 from .losses import compile_loss, output_shapes
 from .rundir import Log, _fmt_duration, truncate_train_csv
@@ -303,6 +304,7 @@ class TrainingMixin:
         if self.world.active:     # after requires_grad is set: DDP syncs exactly what trains
             sch.ddp = wrap_trained(modules, sorted(gen.blocks), sch.device)
         ema = EMA(gen.named, s["ema"]) if s["ema"] is not None else None
+        scaler = grad_scaler(self.amp, sch.device)        # fp16 only
         val = self._validator(s)
         if ckpt is not None and ckpt.get("optimizer") is not None:
             gen.opt.load_state_dict(ckpt["optimizer"])
@@ -312,6 +314,8 @@ class TrainingMixin:
                 disc.sched.load_state_dict(ckpt["disc_lr_scheduler"])
             if ema is not None:
                 ema.load_state_dict(ckpt["ema"])
+            if scaler is not None and ckpt.get("grad_scaler"):
+                scaler.load_state_dict(ckpt["grad_scaler"])
             if val is not None and ckpt.get("validation"):
                 val.best, val.best_step = ckpt["validation"]["best"], ckpt["validation"]["step"]
         dists = s["variables"]
@@ -333,6 +337,7 @@ class TrainingMixin:
 
         def save(step_no):
             extra = {"ema": ema.state_dict() if ema else None,
+                     "grad_scaler": scaler.state_dict() if scaler else None,
                      "validation": val.state() if val else None}
             if disc is not None:
                 extra.update(disc_optimizer=disc.opt.state_dict(), disc_lr_scheduler=disc.sched.state_dict())
@@ -369,17 +374,24 @@ class TrainingMixin:
                         sch.set_variables(drawn)
                         stage_vars.update(drawn)
                     self.taps.info = {"stage": name, "step": step + 1, "where": f"stage '{name}', step {step + 1}"}
-                    values = sch(plan=gen.plan)
-                    loss = self._checked_loss(name, step, gen.loss_fn, values, stage_vars)
+                    with autocast(self.amp, sch.device):
+                        values = sch(plan=gen.plan)
+                        loss = self._checked_loss(name, step, gen.loss_fn, values, stage_vars).float()
+                    part = loss / accum if accum > 1 else loss
+                    (scaler.scale(part) if scaler is not None else part).backward()
                     if accum > 1:
-                        (loss / accum).backward()
                         total = loss.detach() if total is None else total + loss.detach()
-                    else:
-                        loss.backward()
-                self._check_grads(name, step, gen.params)
+                if scaler is not None:       # overflowing fp16 steps are the scaler's to skip
+                    scaler.unscale_(gen.opt)
+                else:
+                    self._check_grads(name, step, gen.params)
                 if gen.grad_clip:
                     torch.nn.utils.clip_grad_norm_(gen.params, float(gen.grad_clip))
-                gen.opt.step()
+                if scaler is not None:
+                    scaler.step(gen.opt)
+                    scaler.update()
+                else:
+                    gen.opt.step()
                 if ema is not None:
                     ema.update()
                 gen.sched.step()
@@ -387,7 +399,7 @@ class TrainingMixin:
                 validate_now = val is not None and val.due(step + 1, steps)
                 if (step + 1) % log_every == 0 or step + 1 == steps or validate_now:
                     last_loss = float(total / accum) if accum > 1 else float(loss.detach())
-                    with torch.no_grad():
+                    with torch.no_grad(), autocast(self.amp, sch.device):
                         sch(plan=rest, values=values)
                     means = self.world.mean([last_loss] + [float(values[f"{k}.value"].detach().float().mean())
                                                            for k in sinks])      # over the global batch
