@@ -86,7 +86,7 @@ class Runner(TrainingMixin, EvaluationMixin):
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
         self.scheduler = Scheduler(self.graph, device=device, taps=self.taps, check_finite=check_finite)
-        self.scheduler.shard = (self.world.rank, self.world.size)
+        self.scheduler.set_shard(self.world.rank, self.world.size)
         # libraries' own RNGs (registered by block packages); some reseed torch's too,
         # so the global torch seed is set again after them. Parameters are initialised
         # alike on every rank; from here ranks draw their own noise (rank 0 = one process).

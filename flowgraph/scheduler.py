@@ -184,7 +184,7 @@ class Scheduler(nn.Module):
                 except Exception as exc:   # name the block: a bare traceback three blocks later helps nobody
                     raise BlockError(step.name, self.graph.blocks[step.name].type_id, exc,
                                      self.taps.info.get("where", "")) from exc
-                if step.is_source and self.shard[1] > 1:
+                if step.is_source and self.shard[1] > 1 and not getattr(step.module, "shards_itself", False):
                     out = self._rank_slice(step.name, out)
             for port, key in step.outputs:
                 values[key] = out[port]
@@ -196,6 +196,13 @@ class Scheduler(nn.Module):
         if first:
             self._checked_modes.add(mode)
         return values
+
+    def set_shard(self, rank: int, world: int) -> None:
+        """Data-parallel: this process is ``rank`` of ``world``. Sources see it as ``.shard``
+        (one that reads only its share sets ``shards_itself``; the others are sliced)."""
+        self.shard = (int(rank), int(world))
+        for name in self.sources:
+            self.block(name).shard = self.shard
 
     def _rank_slice(self, name: str, out: dict) -> dict:
         """This rank's contiguous share of a source's global batch."""
