@@ -179,7 +179,7 @@ def cmd_eval(args) -> int:
 def cmd_study(args) -> int:
     from .study import run_study
     return run_study(args.study, out=args.out, jobs=args.jobs, preset=args.preset, overrides=_parse_set(args.set),
-                     threads=args.threads, dry_run=args.dry_run, device=args.device)
+                     threads=args.threads, dry_run=args.dry_run, device=args.device, ray=args.ray)
 
 
 def cmd_compare(args) -> int:
@@ -345,6 +345,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None, help="torch threads per point (default: the study's, or 1)")
     s.add_argument("--device", default=None, help="device of every point (default: the study's, or cpu)")
     s.add_argument("--dry-run", action="store_true", help="validate every point and list them; run nothing")
+    s.add_argument("--ray", metavar="ADDRESS|local", default=None,
+                   help="run the points as Ray tasks on the cluster at ADDRESS (or a local Ray instance); "
+                        "needs the ray extra (docs/scale-out.md)")
     s.set_defaults(func=cmd_study)
     c = sub.add_parser("compare", help="overlay the curves of runs or studies: PNG per metric, table, tidy CSV")
     c.add_argument("inputs", nargs="+", metavar="RUN_OR_STUDY", help="a run or study directory, or LABEL=RUN_DIR")
