@@ -111,7 +111,8 @@ def _runner(args, out=None):
         taps = TapHub()
     r = Runner(spec, preset=args.preset, overrides=_parse_set(args.set), out=out or args.out,
                device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv,
-               resume=getattr(args, "resume", False), taps=taps, amp=getattr(args, "amp", None))
+               resume=getattr(args, "resume", False), taps=taps, amp=getattr(args, "amp", None),
+               compile=getattr(args, "compile", False))
     if taps is not None:
         from .tensorboard import TensorBoardLogger
         r.tensorboard = TensorBoardLogger(r, args.tensorboard or None)
@@ -317,6 +318,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--amp", choices=("bf16", "fp16"), default=None,
                         help="mixed-precision training (autocast; fp16 adds a grad scaler); blocks with "
                              "complex ports stay fp32, evaluation runs in fp32 (docs/scale-out.md)")
+        sp.add_argument("--compile", action="store_true",
+                        help="torch.compile every block (a block that cannot compile runs eagerly, one "
+                             "warning line each)")
         sp.add_argument("--nproc", type=int, default=0, metavar="N",
                         help="data-parallel on this machine: launch N processes with torchrun "
                              "(batch = the global batch; see docs/scale-out.md)")

@@ -62,7 +62,8 @@ class Runner(TrainingMixin, EvaluationMixin):
     def __init__(self, spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0,
                  taps: TapHub | None = None, quiet: bool = False, check_finite: bool = True,
-                 command: list | None = None, resume: bool = False, amp: str | None = None):
+                 command: list | None = None, resume: bool = False, amp: str | None = None,
+                 compile: bool = False):
         # under torchrun: join the process group (cuda becomes this rank's GPU)
         self.world, device = world_from_env(device)
         check_device(device)
@@ -87,6 +88,9 @@ class Runner(TrainingMixin, EvaluationMixin):
         np.random.seed(self.seed % 2**32)
         self.scheduler = Scheduler(self.graph, device=device, taps=self.taps, check_finite=check_finite)
         self.scheduler.set_shard(self.world.rank, self.world.size)
+        self.compile = bool(compile)
+        if self.compile:
+            self.scheduler.compile_blocks(warn=self.log)
         # libraries' own RNGs (registered by block packages); some reseed torch's too,
         # so the global torch seed is set again after them. Parameters are initialised
         # alike on every rank; from here ranks draw their own noise (rank 0 = one process).
@@ -127,7 +131,7 @@ class Runner(TrainingMixin, EvaluationMixin):
             write_self_contained(resolved, self.spec, self.out, header)
         info = {"graph": self.spec.path, "name": self.spec.name, "preset": self.preset,
                 "overrides": self.overrides, "seed": self.seed, "device": self.device,
-                "world_size": self.world.size, "amp": self.amp,
+                "world_size": self.world.size, "amp": self.amp, "compile": self.compile,
                 "command": command or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "seeds": {"torch": self.seed, "variables": self.seed + 1, "sources": self.seed + 2},
                 "git": git_info(), "graph_files": graph_files(self.spec), "versions": package_versions()}

@@ -54,6 +54,8 @@ class Scheduler(nn.Module):
         #: wrappers are not sub-modules, so state_dict keys stay those of the blocks)
         self.shard = (0, 1)
         self.ddp: dict = {}
+        self.compiled: dict = {}           # --compile: block name -> torch.compile'd module
+        self.compile_warn = print
         # blocks with a complex port stay fp32 under --amp (flowgraph/precision.py)
         self._fp32 = {name for name, rb in graph.blocks.items() if keeps_fp32(rb.cls)}
         for name, rb in graph.blocks.items():
@@ -172,13 +174,21 @@ class Scheduler(nn.Module):
                 # the DDP wrapper only where gradients flow (its forward may sync buffers:
                 # a collective that sharded evaluation, with its uneven batches, must not run)
                 module = self.ddp.get(step.name, step.module) if self.ddp and torch.is_grad_enabled() \
-                    else step.module
+                    else self.compiled.get(step.name, step.module)
                 try:
-                    if step.name in self._fp32 and torch.is_autocast_enabled(self.device.type):
-                        with torch.autocast(self.device.type, enabled=False):
-                            out = module(**to_fp32(kwargs))
-                    else:
-                        out = module(**kwargs)
+                    try:
+                        out = self._call(step.name, module, kwargs)
+                    except SemflowError:
+                        raise
+                    except Exception as exc:
+                        if module is step.module or module is self.ddp.get(step.name):
+                            raise
+                        # --compile: this block cannot be compiled; it runs eagerly from now on
+                        del self.compiled[step.name]
+                        self.compile_warn(f"warning: --compile: block '{step.name}' "
+                                          f"({self.graph.blocks[step.name].type_id}) runs eagerly: "
+                                          f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}")
+                        out = self._call(step.name, step.module, kwargs)
                 except SemflowError:
                     raise
                 except Exception as exc:   # name the block: a bare traceback three blocks later helps nobody
@@ -196,6 +206,22 @@ class Scheduler(nn.Module):
         if first:
             self._checked_modes.add(mode)
         return values
+
+    def _call(self, name: str, module, kwargs: dict) -> dict:
+        if name in self._fp32 and torch.is_autocast_enabled(self.device.type):
+            with torch.autocast(self.device.type, enabled=False):
+                return module(**to_fp32(kwargs))
+        return module(**kwargs)
+
+    def compile_blocks(self, warn=print) -> list:
+        """``--compile``: ``torch.compile`` each non-source block (compiled on its first frame).
+        A block that fails to compile runs eagerly, with one ``warn`` line. Per block, not the
+        whole frame: Python between blocks (routing, taps, checks) stays as it is, and a block
+        that cannot compile (complex dtypes, Sionna, Pillow) costs only its own speed-up."""
+        self.compile_warn = warn
+        self.compiled = {name: torch.compile(self.block(name)) for name in self.graph.order
+                         if not isinstance(self.block(name), Source)}
+        return list(self.compiled)
 
     def set_shard(self, rank: int, world: int) -> None:
         """Data-parallel: this process is ``rank`` of ``world``. Sources see it as ``.shard``
