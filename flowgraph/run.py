@@ -11,8 +11,10 @@ A run directory holds::
     metrics.json/.csv     evaluation: per sweep point, mean / std / 95% CI of every metric
     <metric>_vs_<var>.png one plot per metric (every sweep variable shown)
     images.png            evaluate.image_grid: examples and reconstructions at chosen points
-    checkpoints/last.pt   state_dicts, optimizer, RNG states (atomic: temp file + rename)
+    checkpoints/last.pt   state_dicts, optimizer, RNG states, run metadata and a content
+                          hash (flowgraph/checkpoint.py: written atomically, verified on load)
     checkpoints/best.pt   the best validated weights (a stage's validate:, keep: best)
+    run.lock              held while the run lives (flowgraph/lock.py)
 
 An existing directory is only reused with ``resume=True`` (``--resume``): that loads
 ``checkpoints/last.pt`` and continues the same stage at the same step with the same RNG
@@ -36,13 +38,16 @@ import torch
 from . import expr as E
 from . import rng
 from .block import Sink
-from .checkpoint import atomic_torch_save, load_checkpoint
+from .checkpoint import atomic_torch_save, check_for_eval, load_checkpoint, run_metadata, save_checkpoint
 from .distributed import RANK_SEED_STRIDE, world_from_env
 from .compile import CompiledGraph, compile_graph
 from .errors import SemflowError, ValidationError
 from .evaluation import EvaluationMixin
 from .graph import GraphSpec
+from .limits import Limits
+from .lock import LOCK_NAME, RunLock
 from .precision import check_amp
+from .resources import check_memory
 from .report import format_table, plot_metrics, plot_training  # noqa: F401 (re-exported)
 from .rundir import Log, git_info, graph_files, package_versions, prepare_run_dir, record_run, write_self_contained
 from .scheduler import Scheduler
@@ -62,31 +67,35 @@ class Runner(TrainingMixin, EvaluationMixin):
     def __init__(self, spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0,
                  taps: TapHub | None = None, quiet: bool = False, check_finite: bool = True,
-                 command: list | None = None, resume: bool = False, amp: str | None = None,
-                 compile: bool = False):
+                 command: list | None = None, resume: bool = False, limits: Limits | None = None,
+                 amp: str | None = None, compile: bool = False):
         # under torchrun: join the process group (cuda becomes this rank's GPU)
         self.world, device = world_from_env(device)
         check_device(device)
         self.amp = check_amp(amp)        # mixed-precision training: None, "bf16" or "fp16"
         self.spec = spec
-        self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides)
+        self.limits = limits or Limits()
+        self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides, limits=self.limits)
         if not self.graph.ok:
             raise ValidationError(self.graph.problems)
         self.preset, self.overrides, self.seed, self.device = preset, dict(overrides or {}), int(seed), device
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.resume = resume
+        self.lock = None
         self.out = self._run_dir(out, Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}", resume)
-        if self.world.main:
-            self.out.mkdir(parents=True, exist_ok=True)
         # ranks other than 0 print and write nothing (their numbers are gathered by rank 0)
         self.log = Log(self.out / "log.txt", quiet=quiet) if self.world.main else Log(None, quiet=True)
+        if self.lock is not None and self.lock.stale_note():
+            self.log(self.lock.stale_note())
         self.taps = taps or TapHub()
         self.stop_requested = False        # set from another thread (GUI stop button)
         self.pause_requested = False
         torch.manual_seed(self.seed)
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
+        check_memory(self.graph, self.limits, bool(spec.train), device)   # before allocating anything
         self.scheduler = Scheduler(self.graph, device=device, taps=self.taps, check_finite=check_finite)
+        self.checkpoint_meta = run_metadata(spec, self.graph, preset, overrides)
         self.scheduler.set_shard(self.world.rank, self.world.size)
         self.compile = bool(compile)
         if self.compile:
@@ -102,14 +111,28 @@ class Runner(TrainingMixin, EvaluationMixin):
         self._write_run_info(command)
 
     # ---- run directory ---------------------------------------------------------------------
+    def _claim_run_dir(self, out, default: Path, resume: bool) -> Path:
+        """Choose, create and lock the run directory (one run at a time writes into it,
+        flowgraph/lock.py; a live run there is named before anything else is said about it)."""
+        held = RunLock(out).acquire() if out and (Path(out) / LOCK_NAME).is_file() else None
+        try:
+            path = prepare_run_dir(out, default, resume)
+        except SemflowError:
+            if held is not None:
+                held.release()
+            raise
+        path.mkdir(parents=True, exist_ok=True)
+        self.lock = held or RunLock(path).acquire()
+        return path
+
     def _run_dir(self, out, default: Path, resume: bool) -> Path:
-        """The run directory, chosen by rank 0 (its clock names the default) for every rank."""
+        """The run directory, chosen and locked by rank 0 (its clock names the default) for every rank."""
         if not self.world.active:
-            return prepare_run_dir(out, default, resume)
+            return self._claim_run_dir(out, default, resume)
         chosen = None
         if self.world.main:
             try:
-                chosen = ("ok", str(prepare_run_dir(out, default, resume)))
+                chosen = ("ok", str(self._claim_run_dir(out, default, resume)))
             except SemflowError as exc:
                 chosen = ("error", str(exc))
         kind, text = self.world.broadcast(chosen)
@@ -150,8 +173,8 @@ class Runner(TrainingMixin, EvaluationMixin):
         if not self.world.main:
             self.world.barrier()
             return
-        atomic_torch_save({
-            "format": 1, "graph": self.spec.name, "stage": stage_idx, "step": step, "done": done,
+        save_checkpoint({
+            "stage": stage_idx, "step": step, "done": done,
             "blocks": self.scheduler.state_dict(),
             "optimizer": opt.state_dict() if opt is not None else None,
             "lr_scheduler": sched.state_dict() if sched is not None else None,
@@ -160,12 +183,16 @@ class Runner(TrainingMixin, EvaluationMixin):
             "seed": self.seed, "world_size": self.world.size,
             "rank_rng": ranks if self.world.active else None,
             **(extra or {}),
-        }, path or self.checkpoint_path)
+        }, path or self.checkpoint_path, self.checkpoint_meta)
         self.world.barrier()
 
-    def load_weights(self, path: str | Path) -> dict:
+    def load_weights(self, path: str | Path, allow_other_graph: bool = False) -> dict:
+        """Load a checkpoint's weights for evaluation, after checking it fits this graph
+        (flowgraph/checkpoint.py: integrity, graph, architecture)."""
         ckpt = load_checkpoint(path)
-        state = ckpt.get("blocks", ckpt)
+        for note in check_for_eval(ckpt, self, allow_other_graph):
+            self.log(f"note: {path}: {note}")
+        state = ckpt["blocks"]
         missing, unexpected = self.scheduler.load_state_dict(state, strict=False)
         if unexpected:
             raise SemflowError(f"{path}: checkpoint has entries this graph lacks: {', '.join(unexpected[:5])}")
@@ -199,6 +226,8 @@ class Runner(TrainingMixin, EvaluationMixin):
 
     def close(self):
         self.log.close()
+        if self.lock is not None:
+            self.lock.release()
         if self.world.active and torch.distributed.is_initialized():
             torch.distributed.destroy_process_group()
 
