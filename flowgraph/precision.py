@@ -6,11 +6,14 @@ convolutions in bf16/fp16, reductions in fp32: torch's own op lists). Evaluation
 runs in fp32, so reported metrics do not depend on ``--amp``.
 
 **Blocks that keep fp32:** every block with a complex-valued port (channels, modulators,
-precoders, equalisers, OFDM and MIMO blocks, Sionna wrappers). There is no bf16 complex
+precoders, equalisers, estimators, OFDM and MIMO blocks, Sionna wrappers, rate sinks),
+except the learned codecs (stages ``extractor`` and ``decoder``). There is no bf16 complex
 dtype and complex matrix algebra in half precision loses the SNRs these blocks work at,
 so the scheduler runs them with autocast off and their half-precision inputs cast back to
-float32 (:meth:`flowgraph.scheduler.Scheduler.forward`). The rule follows the declared
-ports, so new blocks are covered without a list to maintain.
+float32 (:meth:`flowgraph.scheduler.Scheduler.forward`). Codecs have complex symbols at
+their ports but real networks inside: they run under autocast, with :class:`ComplexFromFp32`
+forming their complex symbols from float32. The rule follows the declared ports and the
+stage, so new blocks are covered without a list to maintain.
 
 ``fp16`` adds a ``torch.amp.GradScaler``: the loss is scaled before backward, gradients
 are unscaled before clipping, and steps whose gradients overflow are skipped by the scaler
@@ -21,6 +24,7 @@ from __future__ import annotations
 from contextlib import nullcontext
 
 import torch
+from torch.overrides import TorchFunctionMode
 
 from .errors import SemflowError
 
@@ -49,10 +53,36 @@ def grad_scaler(amp: str | None, device: torch.device):
     return torch.amp.GradScaler(device.type) if amp == "fp16" else None
 
 
-def keeps_fp32(cls) -> bool:
-    """Blocks with a complex port run outside autocast (see the module docstring)."""
+#: learned codecs: complex symbols at their ports, real networks inside (run in half precision)
+CODEC_STAGES = ("extractor", "decoder")
+
+
+def has_complex_port(cls) -> bool:
     ports = list(cls.inputs.values()) + list(cls.outputs.values())
     return any(p.kind == "complex" for p in ports)
+
+
+def keeps_fp32(cls, type_id: str = "") -> bool:
+    """Blocks with a complex port run outside autocast, except learned codecs (see the module docstring)."""
+    return has_complex_port(cls) and type_id.split(".", 1)[0] not in CODEC_STAGES
+
+
+def is_half_codec(cls, type_id: str) -> bool:
+    """A learned codec with complex ports: autocast inside, complex values formed from fp32."""
+    return has_complex_port(cls) and type_id.split(".", 1)[0] in CODEC_STAGES
+
+
+class ComplexFromFp32(TorchFunctionMode):
+    """Inside a codec under autocast: ``view_as_complex`` / ``complex`` / ``polar`` get their
+    half-precision inputs as float32 (there is no bf16 complex dtype), so a network's real
+    output becomes complex64 symbols; everything else keeps autocast's dtypes."""
+    FORMERS = {torch.view_as_complex, torch.complex, torch.polar}
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func in self.FORMERS:
+            args = tuple(a.float() if torch.is_tensor(a) and a.dtype in HALF else a for a in args)
+        return func(*args, **kwargs)
 
 
 def to_fp32(kwargs: dict) -> dict:

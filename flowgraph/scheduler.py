@@ -18,7 +18,7 @@ from . import expr as E
 from .block import Sink, Source, tensor_kind
 from .compile import CompiledGraph, _eval_value, fixed
 from .errors import BlockError, NonFiniteError, SemflowError, ValidationError, brief
-from .precision import keeps_fp32, to_fp32
+from .precision import ComplexFromFp32, is_half_codec, keeps_fp32, to_fp32
 from .shapes import match_shape
 from .taps import TapHub
 
@@ -57,7 +57,8 @@ class Scheduler(nn.Module):
         self.compiled: dict = {}           # --compile: block name -> torch.compile'd module
         self.compile_warn = print
         # blocks with a complex port stay fp32 under --amp (flowgraph/precision.py)
-        self._fp32 = {name for name, rb in graph.blocks.items() if keeps_fp32(rb.cls)}
+        self._fp32 = {name for name, rb in graph.blocks.items() if keeps_fp32(rb.cls, rb.type_id)}
+        self._half_codecs = {name for name, rb in graph.blocks.items() if is_half_codec(rb.cls, rb.type_id)}
         for name, rb in graph.blocks.items():
             try:
                 module = rb.cls(**rb.params)
@@ -232,7 +233,10 @@ class Scheduler(nn.Module):
         return values
 
     def _call(self, name: str, module, kwargs: dict) -> dict:
-        if name in self._fp32 and torch.is_autocast_enabled(self.device.type):
+        if (name in self._fp32 or name in self._half_codecs) and torch.is_autocast_enabled(self.device.type):
+            if name in self._half_codecs:
+                with ComplexFromFp32():
+                    return module(**kwargs)
             with torch.autocast(self.device.type, enabled=False):
                 return module(**to_fp32(kwargs))
         return module(**kwargs)

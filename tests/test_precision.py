@@ -26,7 +26,7 @@ def losses(run):
 def test_complex_blocks_run_in_fp32_under_autocast(root):
     graph = compile_graph(load_graph(root / "tests/graphs/tiny.yaml"))
     sch = Scheduler(graph)
-    assert {n for n, rb in graph.blocks.items() if keeps_fp32(rb.cls)} == {"cx", "ch", "rx"}
+    assert {n for n, rb in graph.blocks.items() if keeps_fp32(rb.cls, rb.type_id)} == {"cx", "ch", "rx"}
     with autocast("bf16", torch.device("cpu")):
         values = sch()
     # affine layers ran in bf16; view_as_complex (no bf16 complex dtype) got float32 and worked
@@ -59,3 +59,19 @@ def test_amp_training_is_close_to_fp32(root, tmp_path, amp):
 def test_unknown_amp_is_one_line():
     with pytest.raises(SemflowError, match="--amp fp8: unknown precision"):
         check_amp("fp8")
+
+
+def test_codecs_run_in_half_precision_and_the_channel_in_fp32(root):
+    """extractor/decoder blocks have complex ports but real networks: autocast inside, the
+    complex symbols formed from float32; the channel between them stays fp32."""
+    graph = compile_graph(load_graph(root / "graphs/deepjscc_awgn.yaml"), preset="smoke")
+    sch = Scheduler(graph)
+    dtypes = {}
+    for name in ("enc", "dec"):
+        conv = next(m for m in sch.block(name).modules() if isinstance(m, (torch.nn.Conv2d, torch.nn.ConvTranspose2d)))
+        conv.register_forward_hook(lambda m, i, o, _n=name: dtypes.update({_n: o.dtype}) and None)
+    with autocast("bf16", torch.device("cpu")):
+        values = sch()
+    assert dtypes == {"enc": torch.bfloat16, "dec": torch.bfloat16}
+    assert values["enc.z"].dtype == torch.complex64 and values["ch.y"].dtype == torch.complex64
+    assert "ch" in sch._fp32 and "enc" not in sch._fp32
