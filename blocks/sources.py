@@ -26,6 +26,7 @@ import mmap
 import os
 import pickle
 import tarfile
+import weakref
 from pathlib import Path
 
 import numpy as np
@@ -402,11 +403,31 @@ class _FileTree:
         return ("tar", self.tar, self.tar_stamp, rel)
 
 
-class _LazyImages:
-    """A sequence of uint8 images (3, H, W) decoded on first access and cached per process."""
+#: decoded images alive in this process that a streaming source read (``stream: true``):
+#: "live" now, "peak" so far, "decoded" in total; kept by weakref finalizers, so a test can
+#: check that streaming holds a bounded number of decoded images
+STREAM_DECODED = {"live": 0, "peak": 0, "decoded": 0}
 
-    def __init__(self, tree: _FileTree, files: list[str], short_side: int, min_side: int):
+
+def _count_decoded(img: torch.Tensor) -> torch.Tensor:
+    STREAM_DECODED["live"] += 1
+    STREAM_DECODED["decoded"] += 1
+    STREAM_DECODED["peak"] = max(STREAM_DECODED["peak"], STREAM_DECODED["live"])
+    weakref.finalize(img, _forget_decoded)
+    return img
+
+
+def _forget_decoded():
+    STREAM_DECODED["live"] -= 1
+
+
+class _LazyImages:
+    """A sequence of uint8 images (3, H, W) decoded on first access and cached per process
+    (``cache=False``, streaming: decoded on every access and never kept)."""
+
+    def __init__(self, tree: _FileTree, files: list[str], short_side: int, min_side: int, cache: bool = True):
         self.tree, self.files, self.short_side, self.min_side = tree, files, short_side, min_side
+        self.cache = cache
 
     def __len__(self):
         return len(self.files)
@@ -414,6 +435,8 @@ class _LazyImages:
     def __getitem__(self, i: int) -> torch.Tensor:
         rel = self.files[i]          # IndexError past the end ends iteration
         try:
+            if not self.cache:
+                return _count_decoded(_read_image(self.tree.open(rel), self.short_side, self.min_side))
             return _cached((self.tree.key(rel), self.short_side, self.min_side),
                            lambda: _read_image(self.tree.open(rel), self.short_side, self.min_side))
         except Exception as exc:
@@ -560,7 +583,7 @@ def _load_bundled(short_side: int, size: int) -> _Data:
 
 
 def _load_folder(path: str, short_side: int, size: int, test_every: int, labels: str,
-                 test_per_class: int, val_per_class: int) -> _Data:
+                 test_per_class: int, val_per_class: int, stream: bool = False) -> _Data:
     where = f"source.images: param 'path' = '{path}'"
     if not path:
         raise SemflowError("source.images: dataset 'folder' needs param 'path' (a folder of images "
@@ -572,9 +595,9 @@ def _load_folder(path: str, short_side: int, size: int, test_every: int, labels:
     def make():
         lay = _layout(tree, labels, test_every, test_per_class, val_per_class)
         lab = lambda fs: torch.tensor([lay["label"][f] for f in fs], dtype=torch.long)  # noqa: E731
-        images = {s: None if lay[s] is None else _LazyImages(tree, lay[s], short_side, size)
+        images = {s: None if lay[s] is None else _LazyImages(tree, lay[s], short_side, size, cache=not stream)
                   for s in ("train", "test", "val")}
-        if sum(len(v) for v in images.values() if v is not None) <= EAGER_DECODE:
+        if not stream and sum(len(v) for v in images.values() if v is not None) <= EAGER_DECODE:
             for seq in filter(None, images.values()):   # small sets: any unreadable file fails now
                 for i in range(len(seq)):
                     seq[i]
@@ -585,7 +608,7 @@ def _load_folder(path: str, short_side: int, size: int, test_every: int, labels:
     if tree.tar is None:     # a folder is listed afresh every time (its files may change)
         return make()
     return _cached(("tar-data", tree.tar, tree.tar_stamp, short_side, size, test_every, labels,
-                    test_per_class, val_per_class), make)
+                    test_per_class, val_per_class, stream), make)
 
 
 def _load_cifar10(path: str, val_per_class: int) -> _Data:
@@ -635,6 +658,67 @@ def _load_cifar10(path: str, val_per_class: int) -> _Data:
                            "val_from": val.names[0] if val is not None else None})
     key = tuple((folder / n).stat().st_mtime_ns for n in CIFAR_TRAIN + (CIFAR_TEST,))
     return _cached(("cifar10", str(folder.resolve()), key, val_per_class), make)
+
+
+# ----------------------------------------------------------------------------- streaming
+
+#: epoch e of a streaming source visits the training files in the order
+#: randperm(N, seed + STREAM_EPOCH_STRIDE * (e + 1)); crop t uses the seed seed + t
+STREAM_EPOCH_STRIDE = 7_368_787
+
+
+class _StreamCrops(torch.utils.data.Dataset):
+    """Training crop number ``t`` of a streaming source (``stream: true``): the file at
+    position ``t mod N`` of epoch ``t // N``'s seeded permutation, decoded now (never kept),
+    cropped and flipped with a generator seeded by ``t``. Any number of workers, any split
+    over ranks, and a resume at position t give the same crops."""
+
+    def __init__(self, images: _LazyImages, labels: torch.Tensor, size: int, crop: str, flip: bool, seed: int):
+        self.images, self.labels = images, labels
+        self.size, self.crop, self.flip, self.seed = size, crop, flip, int(seed)
+        self._epoch, self._perm = None, None
+
+    def file_of(self, t: int) -> int:
+        epoch, i = divmod(int(t), len(self.images))
+        if epoch != self._epoch:
+            g = torch.Generator().manual_seed(self.seed + STREAM_EPOCH_STRIDE * (epoch + 1))
+            self._epoch, self._perm = epoch, torch.randperm(len(self.images), generator=g)
+        return int(self._perm[i])
+
+    def __getitem__(self, t: int):
+        f = self.file_of(t)
+        img = self.images[f]
+        g = torch.Generator().manual_seed(self.seed + int(t))
+        h, w = img.shape[-2:]
+        if self.crop == "random":
+            cy, cx = (int(torch.randint(h - self.size + 1, (1,), generator=g)),
+                      int(torch.randint(w - self.size + 1, (1,), generator=g)))
+        else:
+            cy, cx = (h - self.size) // 2, (w - self.size) // 2
+        x = img[:, cy:cy + self.size, cx:cx + self.size].float() / 255.0   # a copy: img is freed here
+        if self.flip and float(torch.rand(1, generator=g)) < 0.5:
+            x = x.flip(-1)
+        return x, self.labels[f]
+
+
+class _StepBatches(torch.utils.data.Sampler):
+    """Crop positions of each training step from ``start`` on, this rank's contiguous share
+    of every global batch of ``batch`` (rank r of N: positions r*b .. (r+1)*b - 1, b = batch / N)."""
+
+    def __init__(self, start: int, batch: int, rank: int, world: int):
+        self.start, self.batch, self.rank, self.share = int(start), int(batch), int(rank), int(batch) // int(world)
+
+    def __iter__(self):
+        t = self.start
+        while True:
+            a = t + self.rank * self.share
+            yield list(range(a, a + self.share))
+            t += self.batch
+
+
+def _collate(items):
+    xs, ys = zip(*items)
+    return torch.stack(xs), torch.stack(ys)
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -755,6 +839,8 @@ class ImageSource(_ImageSourceBase):
     A batch holds consecutive held-out images of one size (batch 1 when sizes alternate),
     so the example order is the file order. The CBR is counted per image. Training still
     draws size x size crops. Validation refuses blocks built for one size downstream.
+    ``stream`` (folder): training crops are decoded on use through a DataLoader with
+    ``workers`` processes and never kept (docs/scale-out.md).
     """
     params = {
         "dataset": Param(str, "bundled", "bundled (photos shipped in installed packages, no "
@@ -780,6 +866,10 @@ class ImageSource(_ImageSourceBase):
                             "instead of size x size crops; bundled, folder, cifar10"),
         "eval_multiple": Param(int, 1, "eval_whole: centre-crop each image to the largest H, W that are "
                                "multiples of this (the codec's total stride, e.g. 4 for DeepJSCC)"),
+        "stream": Param(bool, False, "folder: read training images lazily through a torch DataLoader, "
+                        "decoding each crop's file when it is used and keeping nothing (for sets larger "
+                        "than memory); a seeded permutation per epoch; data-parallel ranks read disjoint shares"),
+        "workers": Param(int, 0, "stream: DataLoader worker processes decoding ahead (0 = in this process)"),
     }
 
     @classmethod
@@ -790,10 +880,16 @@ class ImageSource(_ImageSourceBase):
         super().__init__(**params)
         p = self.p
         _check_min("source.images", p, size=1, batch=1, eval_batch=0, eval_images=0, eval_repeats=1,
-                   short_side=0, test_every=2, test_per_class=0, val_per_class=0, eval_multiple=1)
+                   short_side=0, test_every=2, test_per_class=0, val_per_class=0, eval_multiple=1, workers=0)
         if p.eval_whole and p.dataset == "digits":
             raise SemflowError("source.images: param 'eval_whole' applies to datasets bundled, folder and "
                                "cifar10 (the digits are 8x8 images upscaled to size)")
+        if p.stream and p.dataset != "folder":
+            raise SemflowError(f"source.images: param 'stream' applies to dataset 'folder' only "
+                               f"('{p.dataset}' is read into memory)")
+        self._stream_seed, self._stream_pos, self._stream_iter = 0, 0, None
+        #: a streaming source serves only this rank's share (the scheduler does not slice it)
+        self.shards_itself = bool(p.stream)
         if p.test_per_class and p.dataset != "folder":
             raise SemflowError(f"source.images: param 'test_per_class' applies to dataset 'folder' only; "
                                f"'{p.dataset}' has a fixed test split")
@@ -813,7 +909,7 @@ class ImageSource(_ImageSourceBase):
             self.data = _load_bundled(p.short_side, p.size)
         elif p.dataset == "folder":
             self.data = _load_folder(p.path, p.short_side, p.size, p.test_every, p.labels,
-                                     p.test_per_class, p.val_per_class)
+                                     p.test_per_class, p.val_per_class, stream=p.stream)
         else:
             self.data = _load_cifar10(p.path, p.val_per_class)
         #: names of the photos / files / batches each split comes from (disjoint)
@@ -825,8 +921,46 @@ class ImageSource(_ImageSourceBase):
         if self.digits is not None:
             self.digits.device = self.device
             return self.digits()
+        if self.p.stream:
+            return self._stream_batch()
         x, y = self.data.sample(self.p.batch, self.p.size, self.p.crop, self.p.flip, self.generator)
         return {"image": x.to(self.device), "label": y.to(self.device)}
+
+    # ---- streaming (stream: true) ------------------------------------------------------------
+    def seed(self, seed: int) -> None:
+        super().seed(seed)
+        self._stream_seed, self._stream_pos, self._stream_iter = int(seed), 0, None
+
+    def _stream_batch(self) -> dict:
+        """This rank's share of the next global batch, from the DataLoader (built again when
+        the batch size or the position changes: a stage's batch, a resume)."""
+        batch, (rank, world) = self.p.batch, getattr(self, "shard", (0, 1))
+        if batch % world:
+            raise SemflowError(f"block '{self.name}' (source.images): batch {batch} does not split over "
+                               f"{world} processes (the batch is the global batch: use a multiple of {world})")
+        key = (batch, rank, world, self._stream_seed)
+        if self._stream_iter is None or self._stream_key != key:
+            crops = _StreamCrops(self.data.train, self.data.train_y, self.p.size, self.p.crop, self.p.flip,
+                                 self._stream_seed)
+            loader = torch.utils.data.DataLoader(
+                crops, batch_sampler=_StepBatches(self._stream_pos, batch, rank, world),
+                num_workers=self.p.workers, collate_fn=_collate, pin_memory=self.device.type == "cuda")
+            self._stream_iter, self._stream_key = iter(loader), key
+        x, y = next(self._stream_iter)
+        self._stream_pos += batch
+        return {"image": x.to(self.device, non_blocking=True), "label": y.to(self.device)}
+
+    def get_extra_state(self):
+        state = super().get_extra_state()
+        if self.p.stream:      # where the stream is: a resumed run reads on from there
+            state["stream"] = [self._stream_seed, self._stream_pos]
+        return state
+
+    def set_extra_state(self, state):
+        super().set_extra_state(state)
+        if state and "stream" in state:
+            self._stream_seed, self._stream_pos = (int(v) for v in state["stream"])
+            self._stream_iter = None
 
     def _split(self, split: str) -> _Split:
         sp = self.data.splits.get(split) if split in EVAL_SPLITS else None

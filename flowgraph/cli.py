@@ -119,7 +119,8 @@ def _runner(args, out=None):
         taps = TapHub()
     r = Runner(spec, preset=args.preset, overrides=_parse_set(args.set), out=out or args.out,
                device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv,
-               resume=getattr(args, "resume", False), taps=taps, limits=_limits(args))
+               resume=getattr(args, "resume", False), taps=taps, limits=_limits(args),
+               amp=getattr(args, "amp", None), compile=getattr(args, "compile", False))
     if taps is not None:
         from .tensorboard import TensorBoardLogger
         r.tensorboard = TensorBoardLogger(r, args.tensorboard or None)
@@ -187,7 +188,7 @@ def cmd_eval(args) -> int:
 def cmd_study(args) -> int:
     from .study import run_study
     return run_study(args.study, out=args.out, jobs=args.jobs, preset=args.preset, overrides=_parse_set(args.set),
-                     threads=args.threads, dry_run=args.dry_run, device=args.device)
+                     threads=args.threads, dry_run=args.dry_run, device=args.device, ray=args.ray)
 
 
 def cmd_compare(args) -> int:
@@ -331,6 +332,15 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
                         help="log losses, metrics and image grids for TensorBoard (default DIR: RUN/tensorboard; "
                              "needs the tensorboard extra)")
+        sp.add_argument("--amp", choices=("bf16", "fp16"), default=None,
+                        help="mixed-precision training (autocast; fp16 adds a grad scaler); blocks with "
+                             "complex ports stay fp32, evaluation runs in fp32 (docs/scale-out.md)")
+        sp.add_argument("--compile", action="store_true",
+                        help="torch.compile every block (a block that cannot compile runs eagerly, one "
+                             "warning line each)")
+        sp.add_argument("--nproc", type=int, default=0, metavar="N",
+                        help="data-parallel on this machine: launch N processes with torchrun "
+                             "(batch = the global batch; see docs/scale-out.md)")
         if resume:
             sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
             sp.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
@@ -358,6 +368,9 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--threads", type=int, default=None, help="torch threads per point (default: the study's, or 1)")
     s.add_argument("--device", default=None, help="device of every point (default: the study's, or cpu)")
     s.add_argument("--dry-run", action="store_true", help="validate every point and list them; run nothing")
+    s.add_argument("--ray", metavar="ADDRESS|local", default=None,
+                   help="run the points as Ray tasks on the cluster at ADDRESS (or a local Ray instance); "
+                        "needs the ray extra (docs/scale-out.md)")
     s.set_defaults(func=cmd_study)
     c = sub.add_parser("compare", help="overlay the curves of runs or studies: PNG per metric, table, tidy CSV")
     c.add_argument("inputs", nargs="+", metavar="RUN_OR_STUDY", help="a run or study directory, or LABEL=RUN_DIR")
@@ -382,8 +395,26 @@ def build_parser() -> argparse.ArgumentParser:
     return p
 
 
+#: what torchrun runs for ``--nproc`` (a script that registers extra blocks may point it at itself)
+TORCHRUN_ENTRY = ["-m", "flowgraph"]
+
+
+def launch_torchrun(argv: list, nproc: int) -> int:
+    """``semflow run --nproc N ...``: the same command in N processes under torchrun."""
+    import subprocess
+
+    from .distributed import torchrun_command
+    cmd = torchrun_command(argv, nproc, sys.executable, TORCHRUN_ENTRY)
+    print(f"semflow: {nproc} processes: {' '.join(cmd[1:])}", file=sys.stderr, flush=True)
+    return subprocess.call(cmd)
+
+
 def main(argv=None) -> int:
+    argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser().parse_args(argv)
+    import os
+    if getattr(args, "nproc", 0) and args.nproc > 1 and int(os.environ.get("WORLD_SIZE", "1") or 1) <= 1:
+        return launch_torchrun(argv, args.nproc)
     try:
         return args.func(args)
     except ValidationError as exc:

@@ -4,12 +4,17 @@ The held-out split streams through the graph at every sweep point; metric sinks 
 per-example values, reduced to mean, std and a 95% CI (``flowgraph/stats.py``). The CBR
 is counted from the tensors that actually enter channel blocks.
 
-**Paired points.** Before pass r over the held-out examples, torch's generator and every
-registered library RNG are seeded from the run seed and r alone, never from the point's
+**Paired points.** Before held-out batch k of pass r, torch's generator and every
+registered library RNG are seeded from the run seed, r and k alone, never from the point's
 position: every point sees the same examples, channel draws and noise realisations (scaled
 by its own setting), so adding or reordering points changes nothing else, and differences
 between points are paired. Evaluation saves and restores every RNG, the modules' train/eval
 flags and the graph variables, so evaluating in the middle of training changes nothing there.
+
+**Data-parallel** (under torchrun, :mod:`flowgraph.distributed`): batch k goes to rank
+k mod N; after each round of N batches every rank gathers the round's per-example values,
+each batch's exactly once, in example order. Since a batch's draws depend on (r, k) only,
+the values equal those of one process; only rank 0 writes the files.
 
 **Monte Carlo.** ``evaluate.repeats: N`` makes N passes per point with fresh draws (pass r
 uses the same draws at every point); ``evaluate.until: {metric, errors, max_examples}``
@@ -46,12 +51,32 @@ from .stats import bootstrap_interval, summarize
 
 #: seeds of pass r: run seed + EVAL_SEED_STRIDE * (r + 1) (torch) and + 3 more (library RNGs)
 EVAL_SEED_STRIDE = 7919
+#: batch k of a pass adds EVAL_BATCH_STRIDE * k to the pass's seeds
+EVAL_BATCH_STRIDE = 104729
 BOOTSTRAP_DRAWS = 200
 
 
 def draw_seed(seed: int, repeat: int) -> int:
     """The seed of evaluation pass ``repeat``: a function of the run seed and the pass only."""
     return int(seed) + EVAL_SEED_STRIDE * (int(repeat) + 1)
+
+
+def batch_seed(seed: int, repeat: int, k: int) -> int:
+    """The seed of held-out batch ``k`` of pass ``repeat`` (batch 0: the pass's seed)."""
+    return draw_seed(seed, repeat) + EVAL_BATCH_STRIDE * int(k)
+
+
+def _sink_values(out: dict, blocks: dict) -> dict:
+    """The ports of a frame that evaluation keeps (sink values and stats), on the CPU."""
+    keys = [f"{m}.value" for m in blocks] + [f"{m}.stats" for m, b in blocks.items() if type(b).has_set_metric()]
+    return {k: out[k].detach().cpu() for k in keys}
+
+
+def _add_gathered(acc: "_PointValues", world, mine: list) -> None:
+    """Add every rank's batches of one round to ``acc`` in example order (one process: its own)."""
+    batches = [b for part in world.gather(mine) for b in part] if world.active else mine
+    for first, n, values in sorted(batches, key=lambda b: b[0]):
+        acc.add(values, first, n)
 
 
 class EvaluationMixin:
@@ -99,33 +124,44 @@ class EvaluationMixin:
                 self.taps.info = {"stage": "eval", "point": point, "where": f"evaluation at {point or 'defaults'}"}
                 acc = _PointValues(blocks, mc, lead)
                 last_note = time.monotonic()
+                world = self.world
                 for r in mc.passes():
-                    # library RNGs first: seeding Sionna's also reseeds torch's (when Sionna is loaded)
-                    rng.seed_all(draw_seed(self.seed, r) + 3)
-                    torch.manual_seed(draw_seed(self.seed, r))
                     seen = 0
-                    for data in _source_call(src, "eval_batches", split, batch):
+                    mine: list = []        # (first example, count, values) of this rank's batches
+                    for k, data in enumerate(_source_call(src, "eval_batches", split, batch)):
                         while self.pause_requested and not self.stop_requested:
                             time.sleep(0.05)
                         if self.stop_requested or (limit is not None and seen >= limit):
                             break
                         if limit is not None and seen + _batch_len(data) > limit:
-                            data = {k: v[: limit - seen] for k, v in data.items()}
-                        data = {k: v.to(sch.device) for k, v in data.items()}
-                        out = frames(data)
-                        sch.check_finite_values(out, [f"{m}.value" for m in metrics], self.taps.info["where"])
-                        if pi == 0 and r == 0:
-                            bandwidth.add(out, data, frames.tiles)
-                        if r == 0 and seen == 0:
-                            grid.capture(point, out)
-                        acc.add(out, seen, _batch_len(data))
-                        seen += _batch_len(data)
+                            data = {k_: v[: limit - seen] for k_, v in data.items()}
+                        first, n = seen, _batch_len(data)
+                        seen += n
+                        if k % world.size == world.rank:     # data-parallel: batch k is rank k mod N's
+                            # draws of batch k depend on the pass and k only: any number of
+                            # processes gives the same values. Library RNGs first: seeding
+                            # Sionna's also reseeds torch's (when Sionna is loaded)
+                            rng.seed_all(batch_seed(self.seed, r, k) + 3)
+                            torch.manual_seed(batch_seed(self.seed, r, k))
+                            data = {k_: v.to(sch.device) for k_, v in data.items()}
+                            out = frames(data)
+                            sch.check_finite_values(out, [f"{m}.value" for m in metrics], self.taps.info["where"])
+                            if pi == 0 and r == 0:
+                                bandwidth.add(out, data, frames.tiles)
+                            if r == 0 and first == 0:
+                                grid.capture(point, out)
+                            mine.append((first, n, _sink_values(out, blocks)))
+                        if (k + 1) % world.size:
+                            continue
+                        _add_gathered(acc, world, mine)       # each batch's values once, in order
+                        mine = []
                         if mc.finished(acc):
                             break
                         if time.monotonic() - last_note >= 2.0:
                             last_note = time.monotonic()
                             self.log.progress(f"[eval] {pi + 1}/{len(points)} {_point_key(point) or 'defaults'}: "
                                               f"{acc.count} examples" + (f", {acc.errors} errors" if mc.metric else ""))
+                    _add_gathered(acc, world, mine)           # the last, partial round
                     if self.stop_requested or seen == 0 or mc.finished(acc):
                         break
                 row = acc.row(point, self.seed, draws)
@@ -144,11 +180,11 @@ class EvaluationMixin:
                   "units": {m: getattr(type(b), "unit", "") for m, b in blocks.items()},
                   "axis_units": dict(ev.get("units") or {}),
                   "data": _data_info(src, split, per_pass),
-                  "evaluation": {"draw_seeds": "run seed + 7919 * (pass + 1), the same at every point",
+                  "evaluation": {"draw_seeds": "run seed + 7919 * (pass + 1) + 104729 * batch, the same at every point",
                                  "repeats": mc.repeats, "until": mc.until, "bootstrap": draws,
                                  "tile": tile or None, "quantize": quantize},
                   "stopped": bool(self.stop_requested), "seconds": time.monotonic() - t0}
-        if write:
+        if write and self.world.main:
             self._write_metrics(result)
             grid.write(self.out, self.log)
         return result

@@ -39,12 +39,14 @@ from . import expr as E
 from . import rng
 from .block import Sink
 from .checkpoint import atomic_torch_save, check_for_eval, load_checkpoint, run_metadata, save_checkpoint
+from .distributed import RANK_SEED_STRIDE, world_from_env
 from .compile import CompiledGraph, compile_graph
 from .errors import SemflowError, ValidationError
 from .evaluation import EvaluationMixin
 from .graph import GraphSpec
 from .limits import Limits
 from .lock import LOCK_NAME, RunLock
+from .precision import check_amp
 from .resources import check_memory
 from .report import format_table, plot_metrics, plot_training  # noqa: F401 (re-exported)
 from .rundir import Log, git_info, graph_files, package_versions, prepare_run_dir, record_run, write_self_contained
@@ -65,8 +67,12 @@ class Runner(TrainingMixin, EvaluationMixin):
     def __init__(self, spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0,
                  taps: TapHub | None = None, quiet: bool = False, check_finite: bool = True,
-                 command: list | None = None, resume: bool = False, limits: Limits | None = None):
+                 command: list | None = None, resume: bool = False, limits: Limits | None = None,
+                 amp: str | None = None, compile: bool = False):
+        # under torchrun: join the process group (cuda becomes this rank's GPU)
+        self.world, device = world_from_env(device)
         check_device(device)
+        self.amp = check_amp(amp)        # mixed-precision training: None, "bf16" or "fp16"
         self.spec = spec
         self.limits = limits or Limits()
         self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides, limits=self.limits)
@@ -75,19 +81,11 @@ class Runner(TrainingMixin, EvaluationMixin):
         self.preset, self.overrides, self.seed, self.device = preset, dict(overrides or {}), int(seed), device
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.resume = resume
-        # one run at a time writes into a directory (flowgraph/lock.py); a live run there is
-        # named before anything else is said about the directory
-        held = RunLock(out).acquire() if out and (Path(out) / LOCK_NAME).is_file() else None
-        try:
-            self.out = prepare_run_dir(out, Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}", resume)
-        except SemflowError:
-            if held is not None:
-                held.release()
-            raise
-        self.out.mkdir(parents=True, exist_ok=True)
-        self.lock = held or RunLock(self.out).acquire()
-        self.log = Log(self.out / "log.txt", quiet=quiet)
-        if self.lock.stale_note():
+        self.lock = None
+        self.out = self._run_dir(out, Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}", resume)
+        # ranks other than 0 print and write nothing (their numbers are gathered by rank 0)
+        self.log = Log(self.out / "log.txt", quiet=quiet) if self.world.main else Log(None, quiet=True)
+        if self.lock is not None and self.lock.stale_note():
             self.log(self.lock.stale_note())
         self.taps = taps or TapHub()
         self.stop_requested = False        # set from another thread (GUI stop button)
@@ -98,16 +96,53 @@ class Runner(TrainingMixin, EvaluationMixin):
         check_memory(self.graph, self.limits, bool(spec.train), device)   # before allocating anything
         self.scheduler = Scheduler(self.graph, device=device, taps=self.taps, check_finite=check_finite)
         self.checkpoint_meta = run_metadata(spec, self.graph, preset, overrides)
+        self.scheduler.set_shard(self.world.rank, self.world.size)
+        self.compile = bool(compile)
+        if self.compile:
+            self.scheduler.compile_blocks(warn=self.log)
         # libraries' own RNGs (registered by block packages); some reseed torch's too,
-        # so the global torch seed is set again after them
-        rng.seed_all(self.seed + 3)
-        torch.manual_seed(self.seed)
+        # so the global torch seed is set again after them. Parameters are initialised
+        # alike on every rank; from here ranks draw their own noise (rank 0 = one process).
+        offset = RANK_SEED_STRIDE * self.world.rank
+        rng.seed_all(self.seed + 3 + offset)
+        torch.manual_seed(self.seed + offset)
         self.scheduler.seed_sources(self.seed + 2)
         self.var_generator = torch.Generator().manual_seed(self.seed + 1)
         self._write_run_info(command)
 
     # ---- run directory ---------------------------------------------------------------------
+    def _claim_run_dir(self, out, default: Path, resume: bool) -> Path:
+        """Choose, create and lock the run directory (one run at a time writes into it,
+        flowgraph/lock.py; a live run there is named before anything else is said about it)."""
+        held = RunLock(out).acquire() if out and (Path(out) / LOCK_NAME).is_file() else None
+        try:
+            path = prepare_run_dir(out, default, resume)
+        except SemflowError:
+            if held is not None:
+                held.release()
+            raise
+        path.mkdir(parents=True, exist_ok=True)
+        self.lock = held or RunLock(path).acquire()
+        return path
+
+    def _run_dir(self, out, default: Path, resume: bool) -> Path:
+        """The run directory, chosen and locked by rank 0 (its clock names the default) for every rank."""
+        if not self.world.active:
+            return self._claim_run_dir(out, default, resume)
+        chosen = None
+        if self.world.main:
+            try:
+                chosen = ("ok", str(self._claim_run_dir(out, default, resume)))
+            except SemflowError as exc:
+                chosen = ("error", str(exc))
+        kind, text = self.world.broadcast(chosen)
+        if kind == "error":
+            raise SemflowError(text)
+        return Path(text)
+
     def _write_run_info(self, command):
+        if not self.world.main:
+            return
         resumed = self.resume and (self.out / "graph.yaml").is_file()
         if not resumed:   # a resumed run keeps the graph.yaml it started with
             resolved = self.spec.to_dict()
@@ -119,6 +154,7 @@ class Runner(TrainingMixin, EvaluationMixin):
             write_self_contained(resolved, self.spec, self.out, header)
         info = {"graph": self.spec.path, "name": self.spec.name, "preset": self.preset,
                 "overrides": self.overrides, "seed": self.seed, "device": self.device,
+                "world_size": self.world.size, "amp": self.amp, "compile": self.compile,
                 "command": command or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "seeds": {"torch": self.seed, "variables": self.seed + 1, "sources": self.seed + 2},
                 "git": git_info(), "graph_files": graph_files(self.spec), "versions": package_versions()}
@@ -131,7 +167,12 @@ class Runner(TrainingMixin, EvaluationMixin):
     def _save_checkpoint(self, stage_idx: int, step: int, opt=None, sched=None, done=False,
                          extra: dict | None = None, path: Path | None = None):
         """``extra``: the training features' own state (EMA, discriminator optimizer, best
-        validation); ``path``: another file than last.pt (best.pt)."""
+        validation); ``path``: another file than last.pt (best.pt). Data-parallel: every rank
+        calls this (its RNG states are gathered); rank 0 writes, the others wait for the file."""
+        ranks = self.world.gather({"torch": torch.get_rng_state(), "external": rng.get_states()})
+        if not self.world.main:
+            self.world.barrier()
+            return
         save_checkpoint({
             "stage": stage_idx, "step": step, "done": done,
             "blocks": self.scheduler.state_dict(),
@@ -139,9 +180,11 @@ class Runner(TrainingMixin, EvaluationMixin):
             "lr_scheduler": sched.state_dict() if sched is not None else None,
             "rng": {"torch": torch.get_rng_state(), "variables": self.var_generator.get_state(),
                     "external": rng.get_states()},
-            "seed": self.seed,
+            "seed": self.seed, "world_size": self.world.size,
+            "rank_rng": ranks if self.world.active else None,
             **(extra or {}),
         }, path or self.checkpoint_path, self.checkpoint_meta)
+        self.world.barrier()
 
     def load_weights(self, path: str | Path, allow_other_graph: bool = False) -> dict:
         """Load a checkpoint's weights for evaluation, after checking it fits this graph
@@ -164,8 +207,9 @@ class Runner(TrainingMixin, EvaluationMixin):
             return super().train(resume=self.resume if resume is None else resume, stop_after=stop_after)
         finally:
             try:
-                sinks = [n for n in self.graph.order if isinstance(self.scheduler.block(n), Sink)]
-                plot_training(self.out / "train.csv", self.out / "train.png", sinks)
+                if self.world.main:
+                    sinks = [n for n in self.graph.order if isinstance(self.scheduler.block(n), Sink)]
+                    plot_training(self.out / "train.csv", self.out / "train.png", sinks)
             except Exception as exc:  # a plot must never hide the run's own outcome
                 self.log(f"note: training plot failed ({type(exc).__name__}: {exc})")
 
@@ -182,7 +226,10 @@ class Runner(TrainingMixin, EvaluationMixin):
 
     def close(self):
         self.log.close()
-        self.lock.release()
+        if self.lock is not None:
+            self.lock.release()
+        if self.world.active and torch.distributed.is_initialized():
+            torch.distributed.destroy_process_group()
 
 
 def check_device(device: str) -> None:

@@ -19,6 +19,7 @@ from .block import Sink, Source, tensor_kind
 from .compile import CompiledGraph, _eval_value, fixed
 from .errors import BlockError, NonFiniteError, SemflowError, ValidationError, brief
 from .imagesize import image_size_symbols
+from .precision import ComplexFromFp32, is_half_codec, keeps_fp32, to_fp32
 from .shapes import match_shape
 from .taps import TapHub
 
@@ -49,6 +50,16 @@ class Scheduler(nn.Module):
         self.frame = 0              # frames run so far; taps carry it as info["frame"]
         self.variables: dict = dict(graph.root.values) if graph.root else {}
         self._var_overrides: dict = {}
+        #: data-parallel training (flowgraph/distributed.py): (rank, world size), and the
+        #: DistributedDataParallel wrappers of the blocks training now (a plain dict: the
+        #: wrappers are not sub-modules, so state_dict keys stay those of the blocks)
+        self.shard = (0, 1)
+        self.ddp: dict = {}
+        self.compiled: dict = {}           # --compile: block name -> torch.compile'd module
+        self.compile_warn = print
+        # blocks with a complex port stay fp32 under --amp (flowgraph/precision.py)
+        self._fp32 = {name for name, rb in graph.blocks.items() if keeps_fp32(rb.cls, rb.type_id)}
+        self._half_codecs = {name for name, rb in graph.blocks.items() if is_half_codec(rb.cls, rb.type_id)}
         for name, rb in graph.blocks.items():
             try:
                 module = rb.cls(**rb.params)
@@ -82,6 +93,10 @@ class Scheduler(nn.Module):
             outputs = tuple((p, f"{name}.{p}") for p in rb.cls.outputs)
             plan.append(_Step(name, self.block(name), bindings, outputs, isinstance(self.block(name), Source)))
         self.plan = plan
+        # source ports that are batch-first: sliced per rank in data-parallel training
+        self._batch_ports = {s.name: tuple(p for p, spec in self.graph.blocks[s.name].cls.outputs.items()
+                                           if spec.shape and spec.shape[0] == "B")
+                             for s in plan if s.is_source}
         self._edges_into = {}
         for src, _, dst, _ in self.graph.edges:
             self._edges_into.setdefault(dst, set()).add(src)
@@ -182,13 +197,31 @@ class Scheduler(nn.Module):
                 out = inject[step.name]
             else:
                 kwargs = {arg: (values[key] if key is not None else None) for arg, key in step.bindings}
+                # the DDP wrapper only where gradients flow (its forward may sync buffers:
+                # a collective that sharded evaluation, with its uneven batches, must not run)
+                module = self.ddp.get(step.name, step.module) if self.ddp and torch.is_grad_enabled() \
+                    else self.compiled.get(step.name, step.module)
                 try:
-                    out = step.module(**kwargs)
+                    try:
+                        out = self._call(step.name, module, kwargs)
+                    except SemflowError:
+                        raise
+                    except Exception as exc:
+                        if module is step.module or module is self.ddp.get(step.name):
+                            raise
+                        # --compile: this block cannot be compiled; it runs eagerly from now on
+                        del self.compiled[step.name]
+                        self.compile_warn(f"warning: --compile: block '{step.name}' "
+                                          f"({self.graph.blocks[step.name].type_id}) runs eagerly: "
+                                          f"{type(exc).__name__}: {str(exc).strip().splitlines()[0][:160] if str(exc).strip() else ''}")
+                        out = self._call(step.name, step.module, kwargs)
                 except SemflowError:
                     raise
                 except Exception as exc:   # name the block: a bare traceback three blocks later helps nobody
                     raise BlockError(step.name, self.graph.blocks[step.name].type_id, exc,
                                      self.taps.info.get("where", "")) from exc
+                if step.is_source and self.shard[1] > 1 and not getattr(step.module, "shards_itself", False):
+                    out = self._rank_slice(step.name, out)
             for port, key in step.outputs:
                 values[key] = out[port]
             if first:
@@ -199,6 +232,47 @@ class Scheduler(nn.Module):
         if first:
             self._checked_modes.add(mode)
         return values
+
+    def _call(self, name: str, module, kwargs: dict) -> dict:
+        if (name in self._fp32 or name in self._half_codecs) and torch.is_autocast_enabled(self.device.type):
+            if name in self._half_codecs:
+                with ComplexFromFp32():
+                    return module(**kwargs)
+            with torch.autocast(self.device.type, enabled=False):
+                return module(**to_fp32(kwargs))
+        return module(**kwargs)
+
+    def compile_blocks(self, warn=print) -> list:
+        """``--compile``: ``torch.compile`` each non-source block (compiled on its first frame).
+        A block that fails to compile runs eagerly, with one ``warn`` line. Per block, not the
+        whole frame: Python between blocks (routing, taps, checks) stays as it is, and a block
+        that cannot compile (complex dtypes, Sionna, Pillow) costs only its own speed-up."""
+        self.compile_warn = warn
+        self.compiled = {name: torch.compile(self.block(name)) for name in self.graph.order
+                         if not isinstance(self.block(name), Source)}
+        return list(self.compiled)
+
+    def set_shard(self, rank: int, world: int) -> None:
+        """Data-parallel: this process is ``rank`` of ``world``. Sources see it as ``.shard``
+        (one that reads only its share sets ``shards_itself``; the others are sliced)."""
+        self.shard = (int(rank), int(world))
+        for name in self.sources:
+            self.block(name).shard = self.shard
+
+    def _rank_slice(self, name: str, out: dict) -> dict:
+        """This rank's contiguous share of a source's global batch."""
+        rank, world = self.shard
+        out = dict(out)
+        for port in self._batch_ports[name]:
+            t = out[port]
+            n = t.shape[0]
+            if n % world:
+                raise SemflowError(f"block '{name}' ({self.graph.blocks[name].type_id}): batch {n} does not "
+                                   f"split over {world} processes (the batch is the global batch: use a multiple "
+                                   f"of {world})")
+            k = n // world
+            out[port] = t[rank * k:(rank + 1) * k]
+        return out
 
     def first_non_finite(self, values: dict, sinks: bool = True):
         """(block, port) of the first NaN/Inf output of a frame, in execution order, or None

@@ -28,7 +28,8 @@ from .rundir import _fmt_duration, file_sha256
 from .yamlio import load_yaml
 
 STUDY_FORMAT = 1
-TOP_KEYS = ("study", "name", "description", "graph", "preset", "seeds", "threads", "device", "set", "set_for_preset",
+TOP_KEYS = ("study", "name", "description", "graph", "preset", "seeds", "threads", "device", "resources", "set",
+            "set_for_preset",
             "sweep", "matrix", "variants", "compare")
 VARIANT_KEYS = ("id", "label", "graph", "preset", "set", "set_for_preset", "sweep", "compare")
 COMPARE_KEYS = ("metrics", "x", "series", "panels", "baseline", "colors", "title")
@@ -137,6 +138,7 @@ def load_study(path: str | Path, preset: str | None = None, overrides: dict | No
 
     study = {"path": str(path), "name": str(data.get("name") or path.stem), "description": data.get("description", ""),
              "seeds": seeds, "threads": data.get("threads", 1), "device": data.get("device", "cpu"),
+             "resources": dict(data.get("resources") or {}),
              "compare": dict(compare), "matrix": {k: v for k, v in matrix.items()}, "sha256": file_sha256(path)}
     base_set = dict(data.get("set") or {})
     base_set.update(overrides or {})
@@ -270,7 +272,9 @@ def _say(msg: str):
 
 
 def run_study(path, out=None, jobs: int = 1, preset=None, overrides=None, threads=None, dry_run=False,
-              device=None) -> int:
+              device=None, ray: str | None = None) -> int:
+    """``ray``: run the points as Ray tasks on the cluster at that address ("local": a Ray
+    instance started here); ``jobs`` then caps the points in flight (default: all)."""
     study, points = load_study(path, preset=preset, overrides=overrides)
     problems = _check_points(study, points)
     if problems:
@@ -291,6 +295,12 @@ def run_study(path, out=None, jobs: int = 1, preset=None, overrides=None, thread
     out.mkdir(parents=True, exist_ok=True)
     (out / ".points").mkdir(exist_ok=True)
     shutil.copy(study["path"], out / "study.yaml")
+    launcher = None
+    if ray:
+        from .raystudy import RayLauncher
+        launcher = RayLauncher(ray, study["resources"], threads, device)
+        jobs = jobs if jobs > 1 else len(points)
+        _say(f"[study] Ray at {launcher.address}: {launcher.describe()} per point")
     running: dict = {}            # index -> (Popen, start time, stderr file)
     pending = list(order)
     t0, last_status = time.monotonic(), 0.0
@@ -308,7 +318,7 @@ def run_study(path, out=None, jobs: int = 1, preset=None, overrides=None, thread
             if any(points[j].status != "done" for j in p.needs):
                 continue
             pending.remove(i)
-            started = _start(p, points, out, threads, device)
+            started = _start(p, points, out, threads, device, launcher)
             if started is not None:
                 running[i] = started
         for i, (proc, start, err) in list(running.items()):
@@ -336,6 +346,8 @@ def run_study(path, out=None, jobs: int = 1, preset=None, overrides=None, thread
                  f"({_fmt_duration(now - t0)}): " + "; ".join(f"{points[i].describe()}: {_last_line(points[i].dir)}"
                                                             for i in running))
         time.sleep(0.2 if running else 0)
+    if launcher is not None:
+        launcher.close()
     _write_status(out, study, points)
     failed = [p for p in points if p.status != "done"]
     _say(f"[study] {len(points) - len(failed)}/{len(points)} point(s) finished in {_fmt_duration(time.monotonic() - t0)}"
@@ -350,7 +362,7 @@ def run_study(path, out=None, jobs: int = 1, preset=None, overrides=None, thread
     return 1 if failed else 0
 
 
-def _start(p: Point, points: list, out: Path, threads, device):
+def _start(p: Point, points: list, out: Path, threads, device, launcher=None):
     """Start one point's run (or mark it done/failed without starting)."""
     record = out / ".points" / f"{p.name}.json"
     cmd = _command(p, points, threads, device, resume=False)
@@ -374,6 +386,8 @@ def _start(p: Point, points: list, out: Path, threads, device):
     p.status = "running"
     _say(f"[study] {'resume' if resume else 'start'} {p.describe()} -> {p.dir}")
     full = _command(p, points, threads, device, resume=resume)
+    if launcher is not None:      # a Ray task runs the same command where the cluster puts it
+        return launcher.start(full, err), time.monotonic(), err
     env = dict(os.environ)
     return subprocess.Popen(full, stdout=subprocess.DEVNULL, stderr=err, env=env), time.monotonic(), err
 

@@ -27,7 +27,9 @@ from . import rng
 from .block import Sink
 from .checkpoint import check_resume, load_checkpoint
 from .compile import STAGE_KEYS, Scope, _eval_value, resolve_checkpoint_path
+from .distributed import wrap_trained
 from .ema import EMA
+from .precision import autocast, grad_scaler
 from .errors import NonFiniteError, SemflowError, ValidationError
 from .losses import compile_loss
 from .rundir import Log, _fmt_duration, truncate_train_csv
@@ -229,20 +231,25 @@ class TrainingMixin:
             if not self.checkpoint_path.is_file():
                 raise SemflowError(f"--resume: no checkpoint at {self.checkpoint_path}")
             ckpt = check_resume(load_checkpoint(self.checkpoint_path), self)
+            saved_world = int(ckpt.get("world_size") or 1)
+            if saved_world != self.world.size:
+                raise SemflowError(f"--resume: {self.checkpoint_path} was written by {saved_world} process(es), "
+                                   f"this run has {self.world.size}; resume with --nproc {saved_world}")
             self.scheduler.load_state_dict(ckpt["blocks"])
             start_stage, start_step = int(ckpt["stage"]), int(ckpt["step"])
             if ckpt.get("done"):
                 start_stage, start_step = len(self.spec.train), 0
-            torch.set_rng_state(ckpt["rng"]["torch"])
+            own = (ckpt.get("rank_rng") or [ckpt["rng"]])[self.world.rank]   # each rank its own noise
+            torch.set_rng_state(own["torch"])
             self.var_generator.set_state(ckpt["rng"]["variables"])
-            rng.set_states(ckpt["rng"].get("external", {}))
+            rng.set_states(own.get("external", {}))
             self.log(f"resumed from {self.checkpoint_path}: stage {start_stage + 1}, step {start_step}")
         budget = stop_after
         settings = [self.stage_settings(i) for i in range(len(self.spec.train))]
-        if resume:   # rows after the checkpoint belong to steps that are trained again
+        if resume and self.world.main:   # rows after the checkpoint belong to steps that are trained again
             truncate_train_csv(self.out / "train.csv", [st["name"] for st in settings], start_stage, start_step)
         csv_log = CsvTapLogger(self.taps, self.out / "train.csv", ["train.step"], append=resume,
-                               fields=self._csv_fields(settings))
+                               fields=self._csv_fields(settings)) if self.world.main else None
         try:
             for i in range(start_stage, len(self.spec.train)):
                 s = self.stage_settings(i)
@@ -257,7 +264,8 @@ class TrainingMixin:
                     budget -= s["steps"] - first
             self._save_checkpoint(len(self.spec.train), 0, done=True)
         finally:
-            csv_log.close()
+            if csv_log is not None:
+                csv_log.close()
         return True
 
     def _csv_fields(self, settings: list) -> list:
@@ -283,6 +291,9 @@ class TrainingMixin:
             self._copy_weights(name, s["copy_weights"])
         gen = self._part(s, modules, steps)
         d = s["discriminator"]
+        if d and self.world.active:
+            raise SemflowError(f"train stage '{name}': a discriminator stage does not run data-parallel yet "
+                               f"(run it in one process)")
         disc = self._part(d, modules, steps * d["steps"], d["steps"]) if d else None
         train_blocks = gen.blocks | (disc.blocks if disc else set())
         for module in modules.values():
@@ -290,7 +301,10 @@ class TrainingMixin:
         for p in gen.params:
             p.requires_grad_(True)
         self._set_modes(train_blocks)
+        if self.world.active:     # after requires_grad is set: DDP syncs exactly what trains
+            sch.ddp = wrap_trained(modules, sorted(gen.blocks), sch.device)
         ema = EMA(gen.named, s["ema"]) if s["ema"] is not None else None
+        scaler = grad_scaler(self.amp, sch.device)        # fp16 only
         val = self._validator(s)
         if ckpt is not None and ckpt.get("optimizer") is not None:
             gen.opt.load_state_dict(ckpt["optimizer"])
@@ -300,6 +314,8 @@ class TrainingMixin:
                 disc.sched.load_state_dict(ckpt["disc_lr_scheduler"])
             if ema is not None:
                 ema.load_state_dict(ckpt["ema"])
+            if scaler is not None and ckpt.get("grad_scaler"):
+                scaler.load_state_dict(ckpt["grad_scaler"])
             if val is not None and ckpt.get("validation"):
                 val.best, val.best_step = ckpt["validation"]["best"], ckpt["validation"]["step"]
         dists = s["variables"]
@@ -321,6 +337,7 @@ class TrainingMixin:
 
         def save(step_no):
             extra = {"ema": ema.state_dict() if ema else None,
+                     "grad_scaler": scaler.state_dict() if scaler else None,
                      "validation": val.state() if val else None}
             if disc is not None:
                 extra.update(disc_optimizer=disc.opt.state_dict(), disc_lr_scheduler=disc.sched.state_dict())
@@ -357,17 +374,24 @@ class TrainingMixin:
                         sch.set_variables(drawn)
                         stage_vars.update(drawn)
                     self.taps.info = {"stage": name, "step": step + 1, "where": f"stage '{name}', step {step + 1}"}
-                    values = sch(plan=gen.plan)
-                    loss = self._checked_loss(name, step, gen.loss_fn, values, stage_vars)
+                    with autocast(self.amp, sch.device):
+                        values = sch(plan=gen.plan)
+                        loss = self._checked_loss(name, step, gen.loss_fn, values, stage_vars).float()
+                    part = loss / accum if accum > 1 else loss
+                    (scaler.scale(part) if scaler is not None else part).backward()
                     if accum > 1:
-                        (loss / accum).backward()
                         total = loss.detach() if total is None else total + loss.detach()
-                    else:
-                        loss.backward()
-                self._check_grads(name, step, gen.params)
+                if scaler is not None:       # overflowing fp16 steps are the scaler's to skip
+                    scaler.unscale_(gen.opt)
+                else:
+                    self._check_grads(name, step, gen.params)
                 if gen.grad_clip:
                     torch.nn.utils.clip_grad_norm_(gen.params, float(gen.grad_clip))
-                gen.opt.step()
+                if scaler is not None:
+                    scaler.step(gen.opt)
+                    scaler.update()
+                else:
+                    gen.opt.step()
                 if ema is not None:
                     ema.update()
                 gen.sched.step()
@@ -375,11 +399,14 @@ class TrainingMixin:
                 validate_now = val is not None and val.due(step + 1, steps)
                 if (step + 1) % log_every == 0 or step + 1 == steps or validate_now:
                     last_loss = float(total / accum) if accum > 1 else float(loss.detach())
-                    with torch.no_grad():
+                    with torch.no_grad(), autocast(self.amp, sch.device):
                         sch(plan=rest, values=values)
+                    means = self.world.mean([last_loss] + [float(values[f"{k}.value"].detach().float().mean())
+                                                           for k in sinks])      # over the global batch
+                    last_loss = means[0]
                     row = {"stage": name, "step": step + 1, "loss": last_loss, "lr": gen.opt.param_groups[0]["lr"]}
-                    for k in sinks:
-                        row[k] = float(values[f"{k}.value"].detach().float().mean())
+                    for k, v in zip(sinks, means[1:]):
+                        row[k] = v
                     row.update({k: stage_vars[k] for k in logged})
                     if d_loss is not None:
                         row["d_loss"] = float(d_loss)
@@ -397,11 +424,12 @@ class TrainingMixin:
                                           f"{rate:.1f} it/s  eta {_fmt_duration((steps - step - 1) / max(rate, 1e-9))}",
                                           final=step + 1 == steps)
                 if step + 1 < steps and ((ckpt_every and (step + 1) % ckpt_every == 0)
-                                         or (not ckpt_every and now - last_ckpt >= ckpt_wait)):
+                                         or (not ckpt_every and self.world.agree(now - last_ckpt >= ckpt_wait))):
                     save(step + 1)
                     last_ckpt, ckpt_wait = now, CHECKPOINT_EVERY_S
             self._finish_stage(name, s, ema, val, train_blocks)
         finally:
+            sch.ddp = {}
             if s["batch"] is not None:
                 self._set_batch(None)
         self._save_checkpoint(idx + 1, 0)
