@@ -113,6 +113,22 @@ def test_precoder_residual_switch_and_plain_rzf_math():
     assert torch.allclose(x_off, ref, atol=1e-5)
 
 
+def test_precoder_alpha_mmse_is_k_over_power():
+    """alpha: mmse = n_users / power (K sigma^2 / P): fixed for classical RZF, the initial value
+    of a learnable alpha; it changes the coarse precoder against seed 003's alpha = 1."""
+    s, h = _cx(B, K, S, F), _cx(B, K, NT, S, F)
+    plain = {**PRE, "residual": False, "learnable_alpha": False, "snr_db": 0.0}
+    mmse = build("precoder.residual_rzf", {**plain, "alpha": "mmse"})
+    assert mmse.current_alpha() == K
+    assert build("precoder.residual_rzf", {**plain, "alpha": "mmse", "power": 2.0}).current_alpha() == K / 2
+    x_k = build("precoder.residual_rzf", {**plain, "alpha": float(K)})(s=s, h=h)["x"]
+    assert torch.allclose(mmse(s=s, h=h)["x"], x_k)
+    x_1 = build("precoder.residual_rzf", {**plain, "alpha": 1.0})(s=s, h=h)["x"]
+    assert not torch.allclose(x_k, x_1, atol=1e-3)
+    learn = build("precoder.residual_rzf", {**PRE, "alpha": "mmse", "learnable_alpha": True})
+    assert abs(float(learn.current_alpha().detach()) - K) < 1e-5
+
+
 def test_zf_limit_removes_interference_and_fails_on_singular_channel():
     zf = build("precoder.residual_rzf", {"residual": False, "learnable_alpha": False, "alpha": 0.0})
     s, h = _cx(B, K, S, F), _cx(B, K, NT, S, F)
