@@ -208,6 +208,22 @@ def test_draw_channel_shapes_batch_change_and_user_correlation():
     assert not any(isinstance(m, torch.nn.Module) for m in draw.children())  # nothing in state_dict
 
 
+def test_power_norm_per_user_gives_every_user_unit_energy():
+    """channel.power_norm per_dim: 1 on (B, K, D): each user's symbols at energy 1 (the per-user
+    option); the default (seed 003) normalizes the K users jointly, so one user may take most."""
+    x = _cx(B, K, 12)
+    x[:, 1] *= 10.0                                                        # user 1 much louder
+    joint = check_contract("channel.power_norm", {}, x=x)["x"]
+    per = check_contract("channel.power_norm", {"per_dim": 1}, x=x)["x"]
+    e_joint, e_per = joint.abs().square().mean(-1), per.abs().square().mean(-1)   # (B, K)
+    assert torch.allclose(e_joint.mean(1), torch.ones(B), atol=1e-5)
+    assert (e_joint[:, 1] > 3.5).all()                                     # of a total of K = 4
+    assert torch.allclose(e_per, torch.ones(B, K), atol=1e-5)
+    check_gradients("channel.power_norm", {"per_dim": 1}, wrt=["x"], x=x)
+    with pytest.raises(ValueError, match="outside"):
+        build("channel.power_norm", {"per_dim": 3})(x=x)
+
+
 def test_draw_channel_scenario_is_runtime():
     """One block serves UMi, UMa and RMa in turn (mixed-scenario training, sweeps over
     scenarios): each scenario gets its own Sionna model, and batch-size changes still work."""
