@@ -208,6 +208,27 @@ def test_draw_channel_shapes_batch_change_and_user_correlation():
     assert not any(isinstance(m, torch.nn.Module) for m in draw.children())  # nothing in state_dict
 
 
+@pytest.mark.parametrize("scenario", ["umi", "rma"])
+def test_draw_channel_normalize_per_drop_keeps_the_users_path_loss(scenario):
+    """normalize: per_link gives every UE link unit gain; per_drop (with 38.901 path loss and
+    shadow fading) gives unit gain on average over the drop's K links, and the users of a drop
+    keep their large-scale differences (several dB apart, as 38.901 distances and O2I losses
+    make them); none keeps the raw gains (tiny with path loss on)."""
+    base = {"n_subcarriers": F, "scenario": scenario, "n_users": K}
+    gain = {}
+    for mode in ("per_link", "per_drop", "none"):
+        draw = build("channel.ofdm_draw", {**base, "normalize": mode, "pathloss": True, "shadow_fading": True})
+        h = draw(ref=torch.zeros(64))["h"]
+        gain[mode] = h.abs().square().mean(dim=(2, 3, 4))                    # (drops, users)
+    assert torch.allclose(gain["per_link"], torch.ones_like(gain["per_link"]), atol=1e-4)
+    assert torch.allclose(gain["per_drop"].mean(1), torch.ones(64), atol=1e-4)
+    spread_db = 10 * torch.log10(gain["per_drop"].max(1).values / gain["per_drop"].min(1).values)
+    assert spread_db.median() > 6.0
+    assert gain["none"].mean() < 1e-6                                      # path loss: a transmit SNR
+    with pytest.raises(ValueError, match="per_drop"):
+        build("channel.ofdm_draw", {**base, "normalize": "per_user"})
+
+
 def test_power_norm_per_user_gives_every_user_unit_energy():
     """channel.power_norm per_dim: 1 on (B, K, D): each user's symbols at energy 1 (the per-user
     option); the default (seed 003) normalizes the K users jointly, so one user may take most."""
