@@ -57,19 +57,46 @@ def test_ablation_files_differ_from_the_full_graph_only_in_variant():
 
 
 @pytest.mark.parametrize("variant, expect", [
-    ("full", dict(residual=True, learnable_alpha=True, adapt=True, pilot=True)),
-    ("wo_pilot", dict(residual=True, learnable_alpha=True, adapt=True, pilot=False)),
-    ("rzf", dict(residual=False, learnable_alpha=False, adapt=False, pilot=False)),
+    ("full", dict(residual=True, learnable_alpha=True, alpha=1.0, adapt=True, pilot=True)),
+    ("wo_pilot", dict(residual=True, learnable_alpha=True, alpha=1.0, adapt=True, pilot=False)),
+    ("rzf", dict(residual=False, learnable_alpha=False, alpha="mmse", adapt=False, pilot=False)),
 ])
 def test_variant_switches(variant, expect):
+    """The ablation list of Sec. IV; classical RZF ("Ours (RZF)") at its MMSE-optimal alpha,
+    the learnable one starting from the paper's alpha = 1."""
     path = ABLATIONS.get(variant, FULL)
     cg = compile_graph(load_graph(path), preset="smoke")
     assert cg.problems == []
     pre, enc, dec = (cg.blocks[n].params for n in ("pre", "enc", "dec"))
     assert pre["residual"] is expect["residual"] and pre["learnable_alpha"] is expect["learnable_alpha"]
+    assert pre["alpha"] == expect["alpha"]
     assert enc["noise_adaptation"] is enc["scenario_adaptation"] is expect["adapt"]
     assert dec["pilot_guidance"] is expect["pilot"]
     assert ("dec", "pilot_ref") in {(d, dp) for _, _, d, dp in cg.edges}   # wired; unused without guidance
+
+
+@pytest.mark.parametrize("graph", [FULL, ROOT / "graphs/baselines/djscc_mumimo.yaml"])
+def test_reviewer_options_reach_the_blocks(graph):
+    """user_power, normalize (with path loss where the users keep it), scenario_adaptation and
+    the CIFAR-10 held-out split are graph variables (docs/results/mumimo_ofdm.md)."""
+    spec = load_graph(graph)
+    cg = compile_graph(spec, preset="smoke")
+    csi, src = cg.blocks["csi"].params, cg.blocks["src"].params
+    assert (csi["normalize"], csi["pathloss"], csi["shadow_fading"]) == ("per_link", False, False)
+    assert src["test_per_class"] == 0
+    if graph == FULL:
+        assert cg.blocks["pn"].params["per_dim"] == 0                       # seed 003: joint over users
+        cg = compile_graph(spec, preset="smoke", overrides={
+            "user_power": "per_user", "normalize": "per_drop", "scenario_adaptation": False})
+        assert cg.problems == []
+        assert cg.blocks["pn"].params["per_dim"] == 1
+        csi, enc = cg.blocks["csi"].params, cg.blocks["enc"].params
+        assert (csi["normalize"], csi["pathloss"], csi["shadow_fading"]) == ("per_drop", True, True)
+        assert enc["scenario_adaptation"] is False and enc["noise_adaptation"] is True
+    else:
+        assert cg.blocks["pre"].params["alpha"] == "mmse"                    # classical RZF at its best
+        cg = compile_graph(spec, preset="smoke", overrides={"neural_precoder": True})
+        assert cg.blocks["pre"].params["alpha"] == 1.0 and cg.blocks["pre"].params["learnable_alpha"]
 
 
 def test_parameter_counts_beside_table_iii():
