@@ -218,11 +218,13 @@ def test_draw_channel_normalize_per_drop_keeps_the_users_path_loss(scenario):
     gain = {}
     for mode in ("per_link", "per_drop", "none"):
         draw = build("channel.ofdm_draw", {**base, "normalize": mode, "pathloss": True, "shadow_fading": True})
-        h = draw(ref=torch.zeros(64))["h"]
+        h = draw(ref=torch.zeros(32))["h"]
         gain[mode] = h.abs().square().mean(dim=(2, 3, 4))                    # (drops, users)
     assert torch.allclose(gain["per_link"], torch.ones_like(gain["per_link"]), atol=1e-4)
-    assert torch.allclose(gain["per_drop"].mean(1), torch.ones(64), atol=1e-4)
+    assert torch.allclose(gain["per_drop"].mean(1), torch.ones(32), atol=1e-4)
     spread_db = 10 * torch.log10(gain["per_drop"].max(1).values / gain["per_drop"].min(1).values)
+    print(f"{scenario}: strongest / weakest user of a drop, per_drop: median {spread_db.median():.1f} dB, "
+          f"quartiles {spread_db.quantile(0.25):.1f} / {spread_db.quantile(0.75):.1f} dB")
     assert spread_db.median() > 6.0
     assert gain["none"].mean() < 1e-6                                      # path loss: a transmit SNR
     with pytest.raises(ValueError, match="per_drop"):
