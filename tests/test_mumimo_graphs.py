@@ -111,3 +111,22 @@ def test_parameter_counts_beside_table_iii():
     # ours is smaller than Table III's 0.11 M / 0.078 M (docs/results/mumimo_ofdm.md)
     assert full["decoder"] > wo["decoder"] == rzf["decoder"]
     assert full["decoder"] < 0.01 * full["encoder"]
+
+
+@pytest.mark.parametrize("user_power", ["joint", "per_user"])
+def test_user_power_script_reads_the_users_energies(tmp_path, user_power):
+    """scripts/mumimo_user_power.py on a finished run: one energy per user and frame, mean 1
+    over the users (joint, seed 003) or exactly 1 each (per_user)."""
+    import importlib.util
+    spec = importlib.util.spec_from_file_location("mumimo_user_power", ROOT / "scripts/mumimo_user_power.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    r = Runner(load_graph(FULL), preset="smoke", overrides={"eval_images": 3, "user_power": user_power},
+               out=tmp_path / "run", quiet=True)
+    r.train()
+    r.close()
+    e = mod.user_energies(tmp_path / "run", [{"snr_db": 0.0, "scenario": "umi"}])
+    assert e.shape == (3, 4)
+    assert torch.allclose(e.mean(1), torch.ones(3), atol=1e-4)
+    if user_power == "per_user":
+        assert torch.allclose(e, torch.ones_like(e), atol=1e-4)
