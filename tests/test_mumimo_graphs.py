@@ -121,3 +121,16 @@ def test_user_power_script_reads_the_users_energies(tmp_path, user_power):
     assert torch.allclose(e.mean(1), torch.ones(3), atol=1e-4)
     if user_power == "per_user":
         assert torch.allclose(e, torch.ones_like(e), atol=1e-4)
+
+
+@pytest.mark.parametrize("study", sorted((ROOT / "graphs/studies").glob("mumimo_cifar10*.yaml")), ids=lambda p: p.stem)
+def test_cifar10_studies_validate_and_hold_out_the_test_split(study, tmp_path, monkeypatch):
+    """The seed 003 CIFAR-10 studies: every point compiles (quick and smoke), reads the tar
+    as class folders and evaluates on the last 500 images per class only."""
+    from flowgraph.study import load_study, run_study
+    monkeypatch.chdir(ROOT)                           # graph paths are relative to the checkout
+    for preset in (None, "smoke"):
+        assert run_study(study, out=tmp_path / "o", preset=preset, dry_run=True) == 0
+    _, points = load_study(study)
+    assert points and all(p.set["dataset"] == "folder" and p.set["test_per_class"] == 500
+                          and p.set["data_path"].endswith("cifar10-train-jpeg.tar") for p in points)
