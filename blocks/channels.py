@@ -48,20 +48,39 @@ class PowerNorm(Block):
     axis, so the TOTAL energy per channel use across all antennas is P (the MIMO
     convention of docs/conventions.md), i.e. the mean is divided by Nt.
 
+    ``per_dim`` > 0 normalizes every slice along that axis separately, e.g. ``per_dim: 1``
+    on seed 003's (B, K, D) user symbols gives every user energy P per symbol (per-user
+    power); the default (0) is seed 003's joint normalization over the K users of an
+    example, under which one user may take most of the power.
+
     Shapes: x complex (B, ...) -> x complex (B, ...), same shape.
     """
     inputs = {"x": Port("complex", ("B", "..."), tag="symbols")}
     outputs = {"x": Port("complex", ("B", "..."), tag="symbols", doc="per-example energy = power")}
     params = {"power": Param(float, 1.0, "average energy per complex symbol, per example"),
               "antenna_dim": Param(int, 0, "transmit-antenna axis to sum energy over (MIMO: total "
-                                           "power P per channel use across antennas); 0 = none")}
+                                           "power P per channel use across antennas); 0 = none"),
+              "per_dim": Param(int, 0, "axis whose slices are normalized separately (1 on (B, K, D): "
+                                       "each user, seed 003 per-user power); 0 = the whole example")}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.p.per_dim < 0 or self.p.antenna_dim < 0:
+            raise ValueError("channel.power_norm: antenna_dim and per_dim must be >= 0")
+        if self.p.per_dim and self.p.per_dim == self.p.antenna_dim:
+            raise ValueError("channel.power_norm: per_dim and antenna_dim must differ")
 
     def forward(self, x):
         if x.dim() < 2:
             raise ValueError(f"channel.power_norm: expects (B, ...) with at least one symbol dim, "
                              f"got shape {tuple(x.shape)}")
-        dims = tuple(range(1, x.dim()))
-        energy = (x.real ** 2 + x.imag ** 2).mean(dim=dims, keepdim=True)
+        if max(self.p.per_dim, self.p.antenna_dim) >= x.dim():
+            raise ValueError(f"channel.power_norm: per_dim/antenna_dim {self.p.per_dim}/{self.p.antenna_dim} "
+                             f"outside x of shape {tuple(x.shape)}")
+        dims = tuple(d for d in range(1, x.dim()) if d != self.p.per_dim)
+        energy = x.real ** 2 + x.imag ** 2
+        if dims:                          # (mean over dims=() would reduce every dim)
+            energy = energy.mean(dim=dims, keepdim=True)
         if self.p.antenna_dim:
             energy = energy * x.shape[self.p.antenna_dim]
         scale = torch.sqrt(self.p.power / energy.clamp_min(1e-12))

@@ -94,12 +94,15 @@ class Param:
     runtime: the value may change between frames without rebuilding the block
              (e.g. ``snr_db`` redrawn per batch, or moved by a GUI slider).
     choices: allowed values, if the param is an enumeration.
+    named:   words accepted besides values of ``type``: a rule the block resolves itself
+             when the number depends on other params (RZF ``alpha: mmse`` = K/P).
     """
     type: type = float
     default: Any = _REQUIRED
     doc: str = ""
     runtime: bool = False
     choices: tuple | None = None
+    named: tuple = ()
 
     @property
     def required(self) -> bool:
@@ -108,12 +111,15 @@ class Param:
     def check(self, value) -> str | None:
         """Return a reason string if ``value`` does not fit this param, else None."""
         t = self.type
+        if isinstance(value, str) and value in self.named:
+            return None
         ok = (isinstance(value, t) and not (t in (int, float) and isinstance(value, bool))) \
             or (t is float and isinstance(value, int) and not isinstance(value, bool))
         if t is list and isinstance(value, tuple):
             ok = True
         if not ok:
-            return f"expects {t.__name__}, got {type(value).__name__} {brief(value)}"
+            also = "".join(f" or '{w}'" for w in self.named)
+            return f"expects {t.__name__}{also}, got {type(value).__name__} {brief(value)}"
         if t is float and not math.isfinite(float(value)):
             return f"expects a finite float, got {value!r}"
         if self.choices is not None and value not in self.choices:
@@ -131,7 +137,8 @@ class Param:
         return {"type": self.type.__name__,
                 "default": None if self.required else self.default,
                 "required": self.required, "runtime": self.runtime,
-                "choices": None if self.choices is None else list(self.choices), "doc": self.doc}
+                "choices": None if self.choices is None else list(self.choices),
+                "named": list(self.named), "doc": self.doc}
 
 
 class ParamValues(dict):

@@ -108,7 +108,8 @@ class ParamEditor(QWidget):
         self._quiet = True
         try:
             self.reset_btn.setEnabled(not is_default)
-            as_expr = is_expression(value) or (value is not None and self.pspec.check(value) is not None)
+            as_expr = is_expression(value) or (value is not None and self.pspec.check(value) is not None) \
+                or (isinstance(value, str) and value in self.pspec.named)     # a rule word: text, not a spin box
             self.toggle.setChecked(bool(as_expr))
             if as_expr:
                 self.expr.setText(format_value(value))

@@ -283,3 +283,20 @@ def test_drag_from_palette_copy_paste_delete_in_window(qtbot):
     assert any("required input 'z'" in p for p in w.model.block_problems("ch"))
     w.model.undo.undo()
     assert "cx.z -> ch.z" in [str(c) for c in w.model.spec.connections] and not w.model.block_problems("ch")
+
+
+def test_param_editor_shows_a_named_rule_as_text(qtbot):
+    """A float param that also takes a rule word (RZF alpha: mmse) shows the word in the text
+    field, not in the spin box, and commits it back as the word."""
+    import blocks  # noqa: F401
+    from flowgraph import registry
+    from gui.properties import ParamEditor
+    ed = ParamEditor(registry.get("precoder.rzf").params["alpha"])
+    qtbot.addWidget(ed)
+    ed.set_value("mmse", is_default=False)
+    assert ed.toggle.isChecked() and ed.expr.text() == "mmse"
+    with qtbot.waitSignal(ed.committed) as got:
+        ed.expr.editingFinished.emit()
+    assert got.args == ["mmse"]
+    ed.set_value(4.0, is_default=False)
+    assert not ed.toggle.isChecked()

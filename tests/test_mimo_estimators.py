@@ -1,4 +1,6 @@
 """estimator.ls / lmmse / perfect / noisy_csi and sink.nmse against closed forms."""
+import math
+
 import pytest
 import torch
 
@@ -88,6 +90,61 @@ def test_lmmse_beats_ls_at_low_snr():
     assert lm_lo < 0.5 * ls_lo
     ls_hi, lm_hi = res[30.0]
     assert abs(lm_hi / ls_hi - 1) < 0.01
+
+
+def _kron_link(nt, nr, np_, snr_db, b, rho_tx, rho_rx):
+    tau = build("csirs.pilots", {"nt": nt, "num_pilots": np_})()["pilots"].expand(b, -1, -1)
+    ch = build("channel.mimo_flat", {"nt": nt, "nr": nr, "snr_db": snr_db, "correlation": "kronecker",
+                                     "rho_tx": rho_tx, "rho_rx": rho_rx})
+    out = ch(x=torch.zeros(b, nt, 1, dtype=C64), pilots=tau)
+    return out["y_pilots"], tau, out["h"]
+
+
+def _nmse(h_hat, h):
+    return (((h_hat - h).abs() ** 2).sum() / (h.abs() ** 2).sum()).item()
+
+
+def test_lmmse_contract_and_gradients_with_a_covariance():
+    torch.manual_seed(6)
+    params = {"snr_db": 5.0, "covariance": "kronecker", "rho_tx": 0.7, "rho_rx": 0.5}
+    check_contract("estimator.lmmse", params, y_pilots=cn(4, 3, 5), pilots=cn(4, 2, 5))
+    check_gradients("estimator.lmmse", params, wrt=["y_pilots", "pilots"], y_pilots=cn(4, 3, 5), pilots=cn(4, 2, 5))
+    r = torch.eye(6, dtype=C64).expand(4, 6, 6).contiguous()
+    check_contract("estimator.lmmse", {"snr_db": 5.0}, y_pilots=cn(4, 3, 5), pilots=cn(4, 2, 5), r_h=r)
+    with pytest.raises(ValueError, match="r_h"):
+        build("estimator.lmmse")(y_pilots=cn(4, 3, 5), pilots=cn(4, 2, 5), r_h=torch.eye(5, dtype=C64)[None])
+
+
+def test_lmmse_with_the_channel_covariance_beats_ls_under_kronecker_correlation():
+    """Kronecker-correlated 4 x 4 channel (rho 0.9 at both ends): the LMMSE estimate with the
+    true covariance (param or input r_h) has NMSE <= LS and <= the i.i.d.-prior LMMSE at every
+    SNR, by a wide margin at low SNR, and equals the i.i.d. closed form when R_h = I."""
+    torch.manual_seed(7)
+    nt, nr, np_, b = 4, 4, 4, 4000
+    rho = 0.9
+    from blocks.mimo.estimators import kron_covariance
+    r_h = kron_covariance(nr, nt, rho, rho, C64, "cpu")[None]
+    for snr_db in (-5.0, 5.0, 20.0):
+        y, tau, h = _kron_link(nt, nr, np_, snr_db, b, rho, rho)
+        ls = _nmse(build("estimator.ls")(y_pilots=y, pilots=tau)["h_hat"], h)
+        iid = _nmse(build("estimator.lmmse", {"snr_db": snr_db})(y_pilots=y, pilots=tau)["h_hat"], h)
+        kron_blk = build("estimator.lmmse", {"snr_db": snr_db, "covariance": "kronecker",
+                                             "rho_tx": rho, "rho_rx": rho})
+        h_kron = kron_blk(y_pilots=y, pilots=tau)["h_hat"]
+        kron = _nmse(h_kron, h)
+        h_in = build("estimator.lmmse", {"snr_db": snr_db})(y_pilots=y, pilots=tau, r_h=r_h)["h_hat"]
+        assert torch.allclose(h_in, h_kron, atol=1e-4)                    # input = param
+        print(f"SNR {snr_db:5.1f} dB  NMSE [dB]: LS {10 * math.log10(ls):6.2f}  LMMSE iid "
+              f"{10 * math.log10(iid):6.2f}  LMMSE kronecker {10 * math.log10(kron):6.2f}")
+        assert kron <= iid <= ls, (snr_db, kron, iid, ls)
+        if snr_db < 0:
+            assert kron < 0.5 * iid                                      # the prior matters at low SNR
+    # R_h = I reproduces the i.i.d. estimator of seed 000's model
+    y, tau, h = pilot_link(2, 3, 4, 0.0, 16)
+    eye = torch.eye(6, dtype=C64)[None]
+    a = build("estimator.lmmse", {"snr_db": 0.0})(y_pilots=y, pilots=tau)["h_hat"]
+    c = build("estimator.lmmse", {"snr_db": 0.0})(y_pilots=y, pilots=tau, r_h=eye)["h_hat"]
+    assert torch.allclose(a, c, atol=1e-5)
 
 
 def test_noisy_csi_nmse():

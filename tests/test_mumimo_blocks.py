@@ -113,6 +113,22 @@ def test_precoder_residual_switch_and_plain_rzf_math():
     assert torch.allclose(x_off, ref, atol=1e-5)
 
 
+def test_precoder_alpha_mmse_is_k_over_power():
+    """alpha: mmse = n_users / power (K sigma^2 / P): fixed for classical RZF, the initial value
+    of a learnable alpha; it changes the coarse precoder against seed 003's alpha = 1."""
+    s, h = _cx(B, K, S, F), _cx(B, K, NT, S, F)
+    plain = {**PRE, "residual": False, "learnable_alpha": False, "snr_db": 0.0}
+    mmse = build("precoder.residual_rzf", {**plain, "alpha": "mmse"})
+    assert mmse.current_alpha() == K
+    assert build("precoder.residual_rzf", {**plain, "alpha": "mmse", "power": 2.0}).current_alpha() == K / 2
+    x_k = build("precoder.residual_rzf", {**plain, "alpha": float(K)})(s=s, h=h)["x"]
+    assert torch.allclose(mmse(s=s, h=h)["x"], x_k)
+    x_1 = build("precoder.residual_rzf", {**plain, "alpha": 1.0})(s=s, h=h)["x"]
+    assert not torch.allclose(x_k, x_1, atol=1e-3)
+    learn = build("precoder.residual_rzf", {**PRE, "alpha": "mmse", "learnable_alpha": True})
+    assert abs(float(learn.current_alpha().detach()) - K) < 1e-5
+
+
 def test_zf_limit_removes_interference_and_fails_on_singular_channel():
     zf = build("precoder.residual_rzf", {"residual": False, "learnable_alpha": False, "alpha": 0.0})
     s, h = _cx(B, K, S, F), _cx(B, K, NT, S, F)
@@ -190,6 +206,45 @@ def test_draw_channel_shapes_batch_change_and_user_correlation():
     h = same(ref=torch.zeros(B))["h"]
     assert torch.equal(h[:, 1], h[:, 0]) and torch.equal(h[:, 3], h[:, 0])
     assert not any(isinstance(m, torch.nn.Module) for m in draw.children())  # nothing in state_dict
+
+
+@pytest.mark.parametrize("scenario", ["umi", "rma"])
+def test_draw_channel_normalize_per_drop_keeps_the_users_path_loss(scenario):
+    """normalize: per_link gives every UE link unit gain; per_drop (with 38.901 path loss and
+    shadow fading) gives unit gain on average over the drop's K links, and the users of a drop
+    keep their large-scale differences (several dB apart, as 38.901 distances and O2I losses
+    make them); none keeps the raw gains (tiny with path loss on)."""
+    base = {"n_subcarriers": F, "scenario": scenario, "n_users": K}
+    gain = {}
+    for mode in ("per_link", "per_drop", "none"):
+        draw = build("channel.ofdm_draw", {**base, "normalize": mode, "pathloss": True, "shadow_fading": True})
+        h = draw(ref=torch.zeros(32))["h"]
+        gain[mode] = h.abs().square().mean(dim=(2, 3, 4))                    # (drops, users)
+    assert torch.allclose(gain["per_link"], torch.ones_like(gain["per_link"]), atol=1e-4)
+    assert torch.allclose(gain["per_drop"].mean(1), torch.ones(32), atol=1e-4)
+    spread_db = 10 * torch.log10(gain["per_drop"].max(1).values / gain["per_drop"].min(1).values)
+    print(f"{scenario}: strongest / weakest user of a drop, per_drop: median {spread_db.median():.1f} dB, "
+          f"quartiles {spread_db.quantile(0.25):.1f} / {spread_db.quantile(0.75):.1f} dB")
+    assert spread_db.median() > 6.0
+    assert gain["none"].mean() < 1e-6                                      # path loss: a transmit SNR
+    with pytest.raises(ValueError, match="per_drop"):
+        build("channel.ofdm_draw", {**base, "normalize": "per_user"})
+
+
+def test_power_norm_per_user_gives_every_user_unit_energy():
+    """channel.power_norm per_dim: 1 on (B, K, D): each user's symbols at energy 1 (the per-user
+    option); the default (seed 003) normalizes the K users jointly, so one user may take most."""
+    x = _cx(B, K, 12)
+    x[:, 1] *= 10.0                                                        # user 1 much louder
+    joint = check_contract("channel.power_norm", {}, x=x)["x"]
+    per = check_contract("channel.power_norm", {"per_dim": 1}, x=x)["x"]
+    e_joint, e_per = joint.abs().square().mean(-1), per.abs().square().mean(-1)   # (B, K)
+    assert torch.allclose(e_joint.mean(1), torch.ones(B), atol=1e-5)
+    assert (e_joint[:, 1] > 3.5).all()                                     # of a total of K = 4
+    assert torch.allclose(e_per, torch.ones(B, K), atol=1e-5)
+    check_gradients("channel.power_norm", {"per_dim": 1}, wrt=["x"], x=x)
+    with pytest.raises(ValueError, match="outside"):
+        build("channel.power_norm", {"per_dim": 3})(x=x)
 
 
 def test_draw_channel_scenario_is_runtime():

@@ -1,4 +1,5 @@
 """Graph-level physics of the issue-3 PHY graphs, at small sizes (smoke runs are in test_graphs.py)."""
+import math
 from pathlib import Path
 
 import pytest
@@ -39,6 +40,31 @@ def test_ldpc_awgn_snr_follows_ebno_expression(tmp_path):
         # Es/N0 = Eb/N0 + 10 log10(r m) = 2 + 10 log10(4/3)
         assert r.scheduler.block("ch").p.snr_db == pytest.approx(2.0 + 1.2493873660829995)
         assert r.scheduler.block("demap").p.snr_db == r.scheduler.block("ch").p.snr_db
+    finally:
+        r.close()
+
+
+@pytest.mark.parametrize("nsf,bps,rate", [(128, 2, 0.5), (32, 4, 0.75)])
+def test_sscc_ofdm_ebno_axis_is_sionnas_ebnodb2no(tmp_path, nsf, bps, rate):
+    """Seed 003's Fig. 7 axis: sweeping ebno_db moves the channel's Es/N0 (snr_db) by Sionna's
+    ebnodb2no rule for the same resource grid (K streams share the power; pilot and cyclic-prefix
+    energy count); sweeping snr_db directly (the learned systems' axis) still works."""
+    from sionna.phy.ofdm import ResourceGrid
+    from sionna.phy.utils import ebnodb2no
+    r = Runner(load_graph(ROOT / "graphs/baselines/jpeg_ldpc_qam_ofdm.yaml"), preset="smoke",
+               overrides={"n_sf": nsf, "bps": bps, "rate": rate}, out=tmp_path / "r", quiet=True)
+    try:
+        rg = ResourceGrid(num_ofdm_symbols=14, fft_size=nsf, subcarrier_spacing=15e3, num_tx=1,
+                          num_streams_per_tx=4, cyclic_prefix_length=20, pilot_pattern="kronecker",
+                          pilot_ofdm_symbol_indices=[2, 11])
+        assert rg.num_data_symbols == 12 * nsf
+        for ebno_db in (-3.0, 4.0):
+            r.scheduler.reset_variables({"ebno_db": ebno_db})
+            n0 = float(ebnodb2no(ebno_db, bps, rate, rg))
+            for blk in ("tx", "pre", "est", "eq"):
+                assert r.scheduler.block(blk).p.snr_db == pytest.approx(-10 * math.log10(n0), abs=1e-4)
+        r.scheduler.reset_variables({"snr_db": 7.0})
+        assert r.scheduler.block("tx").p.snr_db == 7.0
     finally:
         r.close()
 

@@ -6,7 +6,7 @@ import torch
 from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
-from ._common import complex_normal, energy, herm, noise_var, snr_param
+from ._common import complex_normal, energy, exp_corr_sqrt, herm, noise_var, snr_param
 
 _PILOT_INPUTS = {
     "y_pilots": Port("complex", ("B", "Nr", "Np"), tag="symbols", doc="received pilots tau_hat = H tau + n"),
@@ -54,26 +54,86 @@ class LS(Block):
         return {"h_hat": _solve_right(y_pilots, pilots, 0.0)}
 
 
+def kron_covariance(nr: int, nt: int, rho_rx: float, rho_tx: float, dtype, device) -> torch.Tensor:
+    """Covariance of vec(H) (columns stacked: entry (i, j) at i + Nr j) for the Kronecker model
+    H = R_rx^(1/2) G R_tx^(1/2) of ``channel.mimo_flat``: R_tx^T (x) R_rx, exponential R (Loyka 2001)."""
+    r_rx, r_tx = (exp_corr_sqrt(n, rho, torch.complex128, device) for n, rho in ((nr, rho_rx), (nt, rho_tx)))
+    return torch.kron((r_tx @ r_tx).T.contiguous(), r_rx @ r_rx).to(dtype)
+
+
+def lmmse_correlated(y: torch.Tensor, tau: torch.Tensor, r_h: torch.Tensor, n0: float) -> torch.Tensor:
+    """LMMSE estimate of H from Y = H tau + N under a prior vec(H) ~ CN(0, R_h) (Kay 1993, Thm. 12.1).
+
+    vec(Y) = A vec(H) + vec(N) with A = tau^T (x) I_Nr, so
+        vec(H_hat) = R_h A^H (A R_h A^H + N0 I)^{-1} vec(Y).
+    y (B, Nr, Np), tau (B|1, Nt, Np), r_h (B|1, Nr Nt, Nr Nt) -> (B, Nr, Nt). R_h may be singular.
+    """
+    b, nr, np_ = y.shape
+    nt = tau.shape[-2]
+    tau = tau.to(y.dtype).expand(b, -1, -1)
+    eye = torch.eye(nr, dtype=y.dtype, device=y.device)
+    a = torch.einsum("bjp,ik->bpijk", tau, eye).reshape(b, np_ * nr, nt * nr)   # rows i + Nr p
+    r = r_h.to(y.dtype).expand(b, -1, -1)
+    ra = r @ herm(a)                                                            # R A^H
+    gram = a @ ra + n0 * torch.eye(np_ * nr, dtype=y.dtype, device=y.device)
+    vec_y = y.transpose(-2, -1).reshape(b, np_ * nr, 1)
+    vec_h = ra @ torch.linalg.solve(gram, vec_y)                                # (B, Nt Nr, 1)
+    return vec_h.reshape(b, nt, nr).transpose(-2, -1)
+
+
 @register("estimator.lmmse")
 class LMMSE(Block):
-    """Linear MMSE MIMO channel estimate for an i.i.d. CN(0, 1) channel (seed 000 eq. 9 model).
+    """Linear MMSE MIMO channel estimate (seed 000 eq. 9 model; Kay 1993, Ch. 12).
 
-    With tau_hat = H tau + n, vec(H) ~ CN(0, I) and n ~ CN(0, N0):
-        h_LMMSE = tau_hat tau^H (tau tau^H + N0 I)^{-1}
-    (the LMMSE estimator of the Bayesian linear model, Kay 1993, Ch. 12).
-    For orthogonal pilots tau tau^H = c I: NMSE = N0 / (c + N0) < N0 / c (LS), the gap
-    being largest at low SNR. The prior assumes i.i.d. unit-variance entries (no Kronecker
-    correlation); N0 = 10^(-snr_db/10) is what the receiver assumes.
+    With tau_hat = H tau + n, n ~ CN(0, N0) and N0 = 10^(-snr_db/10) what the receiver
+    assumes:
 
-    Shapes: y_pilots complex (B, Nr, Np), pilots complex (B, Nt, Np) -> h_hat complex (B, Nr, Nt).
+    * ``covariance: iid`` (default), vec(H) ~ CN(0, I):
+          h_LMMSE = tau_hat tau^H (tau tau^H + N0 I)^{-1}.
+      For orthogonal pilots tau tau^H = c I: NMSE = N0 / (c + N0) < N0 / c (LS), the gap
+      being largest at low SNR.
+    * ``covariance: kronecker``: the exponential Kronecker prior of ``channel.mimo_flat``
+      (R_h = R_tx^T (x) R_rx with [R]_ij = rho^|i-j|, ``rho_tx``, ``rho_rx``).
+    * the optional input ``r_h`` (any R_h, e.g. a sample covariance) overrides the param.
+    With a prior R_h, vec(H_hat) = R_h A^H (A R_h A^H + N0 I)^{-1} vec(tau_hat), A = tau^T (x) I
+    (vec stacks columns: entry (i, j) of H is element i + Nr j). A prior that matches the
+    channel's correlation lowers the NMSE below both LS and the i.i.d. LMMSE (the prior
+    mean-square error is the minimum among linear estimators); a wrong prior can lose.
+
+    Shapes: y_pilots complex (B, Nr, Np), pilots complex (B, Nt, Np), r_h complex
+            (B, Nr Nt, Nr Nt) optional (batch B or 1) -> h_hat complex (B, Nr, Nt).
     """
-    inputs = dict(_PILOT_INPUTS)
+    inputs = {**_PILOT_INPUTS,
+              "r_h": Port("complex", ("B", "N", "N"), tag="csi", optional=True,
+                          doc="covariance of vec(H), N = Nr Nt, columns stacked (batch B or 1); "
+                              "overrides the covariance param")}
     outputs = dict(_H_HAT)
-    params = {"snr_db": snr_param("SNR (dB) the estimator assumes: N0 = 10^(-snr_db/10)")}
+    params = {"snr_db": snr_param("SNR (dB) the estimator assumes: N0 = 10^(-snr_db/10)"),
+              "covariance": Param(str, "iid", "prior of H when r_h is unconnected: iid (CN(0, I)) or "
+                                              "kronecker (exponential, rho_tx / rho_rx)",
+                                  choices=("iid", "kronecker")),
+              "rho_tx": Param(float, 0.0, "kronecker prior: transmit correlation coefficient in [0, 1]"),
+              "rho_rx": Param(float, 0.0, "kronecker prior: receive correlation coefficient in [0, 1]")}
 
-    def forward(self, y_pilots, pilots):
+    def __init__(self, **params):
+        super().__init__(**params)
+        for k in ("rho_tx", "rho_rx"):
+            if not 0.0 <= self.p[k] <= 1.0:
+                raise ValueError(f"estimator.lmmse: {k} must lie in [0, 1], got {self.p[k]}")
+
+    def forward(self, y_pilots, pilots, r_h=None):
         _check("estimator.lmmse", y_pilots, pilots)
-        return {"h_hat": _solve_right(y_pilots, pilots, noise_var(self.p.snr_db))}
+        n0 = noise_var(self.p.snr_db)
+        nr, nt = y_pilots.shape[-2], pilots.shape[-2]
+        if r_h is None and self.p.covariance == "iid":
+            return {"h_hat": _solve_right(y_pilots, pilots, n0)}
+        if r_h is None:
+            r_h = kron_covariance(nr, nt, self.p.rho_rx, self.p.rho_tx, y_pilots.dtype,
+                                  y_pilots.device).unsqueeze(0)
+        elif r_h.dim() != 3 or tuple(r_h.shape[-2:]) != (nr * nt, nr * nt):
+            raise ValueError(f"estimator.lmmse: r_h must be (B, {nr * nt}, {nr * nt}) for Nr={nr}, Nt={nt}, "
+                             f"got {tuple(r_h.shape)}")
+        return {"h_hat": lmmse_correlated(y_pilots, pilots, r_h, n0)}
 
 
 @register("estimator.perfect")

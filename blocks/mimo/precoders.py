@@ -130,15 +130,19 @@ class RZF(_Precoder):
 
         V = H^H (H H^H + alpha sigma^2 I)^{-1},  sigma^2 = N0 = 10^(-snr_db/10),
     then normalized per example (mean_RE ||V||_F^2 = 1). alpha -> 0 gives ZF, alpha -> inf
-    the MRT direction H^H. With this block's unit total power, alpha = K is the classic
-    sum-rate-optimal choice for i.i.d. channels (Peel, Hochwald, Swindlehurst 2005, the
-    reference [21] of seed 003). ``learnable_alpha: true`` makes alpha = softplus(a) a
-    trainable nn.Parameter (positive by construction; initialized to ``alpha``), as in
-    seed 003's hybrid learnable residual RZF (the residual network is not part of this block).
+    the MRT direction H^H. ``alpha: mmse`` is the MMSE-optimal regularization
+    alpha sigma^2 = K sigma^2 / P (Peel, Hochwald, Swindlehurst 2005, the reference
+    [21] of seed 003; K = users = rows of h, P = 1 the total transmit power of this block),
+    the classic choice for i.i.d. channels. Seed 003's "typical choice" alpha = 1 (sigma^2
+    alone, eq. 3) regularizes K times too little. ``learnable_alpha: true`` makes alpha =
+    softplus(a) a trainable nn.Parameter (positive by construction; initialized to the
+    numeric ``alpha``), as in seed 003's hybrid learnable residual RZF (the residual
+    network is not part of this block).
 
     Shapes: s (B, ..., K, T) optional, h (B, ..., K, Nt) -> x (B, ..., Nt, T), w (B, ..., Nt, K).
     """
-    params = {"alpha": Param(float, 1.0, "regularization, times the noise variance N0 (>= 0)"),
+    params = {"alpha": Param(float, 1.0, "regularization, times the noise variance N0 (>= 0); mmse: K/P = K "
+                                         "(the MMSE-optimal K N0 / P)", named=("mmse",)),
               "learnable_alpha": Param(bool, False, "train alpha (softplus-parametrized, > 0)"),
               "snr_db": snr_param("SNR (dB) the transmitter assumes: sigma^2 = 10^(-snr_db/10)"),
               "normalize": _Precoder._NORMALIZE}
@@ -146,6 +150,11 @@ class RZF(_Precoder):
     def __init__(self, **params):
         super().__init__(**params)
         a = self.p.alpha
+        if a == "mmse":
+            if self.p.learnable_alpha:
+                raise ValueError("precoder.rzf: learnable_alpha needs a numeric initial alpha "
+                                 "(K is only known from h), not 'mmse'")
+            return
         if a < 0:
             raise ValueError(f"precoder.rzf: alpha must be >= 0, got {a}")
         if self.p.learnable_alpha:
@@ -154,13 +163,18 @@ class RZF(_Precoder):
             raw = a + math.log(-math.expm1(-a))       # softplus^{-1}(a)
             self.alpha_raw = nn.Parameter(torch.tensor(raw, dtype=torch.float32))
 
-    def current_alpha(self) -> torch.Tensor | float:
+    def current_alpha(self, k: int | None = None) -> torch.Tensor | float:
+        """alpha (times N0); ``k`` users resolve ``alpha: mmse`` to K / P with P = 1."""
         if self.p.learnable_alpha:
             return F.softplus(self.alpha_raw)
+        if self.p.alpha == "mmse":
+            if k is None:
+                raise ValueError("precoder.rzf: alpha 'mmse' needs the number of users K")
+            return float(k)
         return self.p.alpha
 
     def matrix(self, h):
-        alpha = self.current_alpha()
+        alpha = self.current_alpha(h.shape[-2])
         if isinstance(alpha, torch.Tensor):
             alpha = alpha.to(h.real.dtype)
         return rzf_matrix(h, alpha * noise_var(self.p.snr_db))

@@ -22,10 +22,11 @@ from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
 from ..ofdm._sionna import sionna_state_safe
+from ..ofdm.channels import NORMALIZE
 
 #: params forwarded to the wrapped ``channel.<scenario>`` block
 _FORWARDED = ("n_subcarriers", "n_symbols", "n_users", "carrier_frequency", "subcarrier_spacing",
-              "cyclic_prefix", "min_speed", "max_speed", "los", "normalize")
+              "cyclic_prefix", "min_speed", "max_speed", "los", "normalize", "pathloss", "shadow_fading")
 
 
 @register("channel.ofdm_draw")
@@ -51,11 +52,17 @@ class OFDMChannelDraw(Block):
     adaptation exists so that one model serves all three. Each scenario keeps its own
     Sionna model, built on first use.
 
+    ``normalize`` (``channel.umi``'s): ``per_link`` (default) gives every UE link unit average
+    gain, which removes the path-loss differences between users that the scenario
+    adaptation could read from |H|; ``per_drop`` with ``pathloss`` and ``shadow_fading``
+    keeps them, with unit mean gain over the drop's K links (snr_db is then Es/N0 per receive
+    antenna averaged over the drop's users).
+
     ``ref`` is any tensor whose first dim is the batch (e.g. the source images): it only
     sets B and the device.
 
-    Shapes: ref (B, ...) -> h complex (B, K, Nt, S, F), Nt = 4, E|h|^2 = 1 per link when
-            ``normalize``.
+    Shapes: ref (B, ...) -> h complex (B, K, Nt, S, F), Nt = 4, E|h|^2 = 1 per link
+            (per_link) or over the K links (per_drop).
     """
     inputs = {"ref": Port("any", ("B", "..."), doc="any tensor with the batch first (sets B, device)")}
     outputs = {"h": Port("complex", ("B", "K", "Nt", "S", "F"), tag="csi",
@@ -73,7 +80,12 @@ class OFDMChannelDraw(Block):
         "max_speed": Param(float, 0.0, "maximum UE speed [m/s]"),
         "los": Param(str, "random", "LoS state: random (38.901 probability), los or nlos",
                      choices=("random", "los", "nlos")),
-        "normalize": Param(bool, True, "unit average gain per example and UE link (Sionna normalize_channel)"),
+        "normalize": Param(str, "per_link", "per_link: unit average gain per example and UE link (Sionna "
+                                            "normalize_channel); per_drop: unit mean gain over the drop's K "
+                                            "links (SNR per drop; with pathloss the users keep their "
+                                            "differences); none: raw gains", choices=NORMALIZE),
+        "pathloss": Param(bool, False, "38.901 path loss (meaningful with normalize per_drop or none)"),
+        "shadow_fading": Param(bool, False, "38.901 shadow fading (as pathloss)"),
         "user_correlation": Param(float, 0.0, "rho in [0, 1]: mix every user's channel with user 0's "
                                               "(1 = identical users, singular H H^H)"),
     }

@@ -52,7 +52,10 @@ class ResidualRZF(Block):
     1. Coarse RZF (eq. 7): V = H^H (H H^H + alpha sigma^2 I)^{-1}, sigma^2 = 10^(-snr_db/10),
        with alpha = softplus(a) a trainable scalar when ``learnable_alpha`` (initialized to
        ``alpha``; positive by construction), else the fixed ``alpha``. alpha = 0 is ZF,
-       which yields NaN/Inf on a singular H H^H (Fig. 10). V is normalized per example to
+       which yields NaN/Inf on a singular H H^H (Fig. 10). ``alpha: mmse`` is
+       alpha = K / P, the MMSE-optimal regularization K sigma^2 / P of classical RZF
+       (Peel et al. 2005, seed 003 ref. [21]); seed 003's alpha = 1 is its "typical
+       choice" sigma^2 (eq. 3). V is normalized per example to
        mean_RE ||V||_F^2 = 1 (as ``precoder.rzf``), so the coarse signal V s carries unit
        total power per RE for unit-energy streams and sits on the same scale as the
        correction below (an implementation choice: eq. 9 does not say how the two terms are
@@ -82,7 +85,8 @@ class ResidualRZF(Block):
         "n_users": Param(int, 4, "users K = N_k"),
         "n_tx": Param(int, 4, "BS antennas Nt = N_m"),
         "alpha": Param(float, 1.0, "RZF regularization alpha (times sigma^2, eq. 7); initial value "
-                                   "when learnable; 0 = ZF"),
+                                   "when learnable; 0 = ZF; mmse: n_users / power (K sigma^2 / P)",
+                       named=("mmse",)),
         "learnable_alpha": Param(bool, True, "train alpha (softplus-parametrized, needs alpha > 0)"),
         "residual": Param(bool, True, "add the residual CNN correction Delta X (eqs. 8-9); false = plain RZF"),
         "width": Param(int, 64, "filters of the two 3x3 layers of F_p (Table I: 64)"),
@@ -98,13 +102,17 @@ class ResidualRZF(Block):
     def __init__(self, **params):
         super().__init__(**params)
         p = self.p
-        if p.alpha < 0:
+        if p.power <= 0:
+            raise ValueError(f"precoder.residual_rzf: power must be > 0, got {p.power}")
+        self.alpha0 = p.n_users / p.power if p.alpha == "mmse" else p.alpha
+        if self.alpha0 < 0:
             raise ValueError(f"precoder.residual_rzf: alpha must be >= 0, got {p.alpha}")
         if p.learnable_alpha:
-            if p.alpha <= 0:
+            if self.alpha0 <= 0:
                 raise ValueError("precoder.residual_rzf: learnable_alpha needs alpha > 0 "
                                  "(alpha = 0 is ZF: set learnable_alpha: false)")
-            raw = p.alpha + math.log(-math.expm1(-p.alpha))      # softplus^{-1}(alpha)
+            a = self.alpha0
+            raw = a + math.log(-math.expm1(-a))                  # softplus^{-1}(alpha)
             self.alpha_raw = nn.Parameter(torch.tensor(raw, dtype=torch.float32))
         if p.residual:
             c_in = 2 * p.n_tx * (1 + p.n_users)
@@ -114,7 +122,7 @@ class ResidualRZF(Block):
             self.refine = None
 
     def current_alpha(self):
-        return F.softplus(self.alpha_raw) if self.p.learnable_alpha else self.p.alpha
+        return F.softplus(self.alpha_raw) if self.p.learnable_alpha else self.alpha0
 
     def forward(self, s, h):
         b, k, nt, n_s, n_f = h.shape

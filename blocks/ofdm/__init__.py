@@ -15,10 +15,12 @@ K = users (N_k). Seed 003 writes H as N_f x N_t x N_k x N_m; we keep the subcarr
 Sionna's own layouts ([B, num_tx, num_tx_ant, S, F] and
 [B, num_rx, num_rx_ant, num_tx, num_tx_ant, S, F]) are reached with views (no copies).
 
-Power/SNR convention (as ``channel.mimo_flat``): channels with ``normalize: true`` have unit
-average gain E|h|^2 = 1 per (UE, Tx antenna) link; the input is expected to carry total
-energy 1 per resource element summed over the Nt antennas (a power-normalizing precoder);
-then snr_db is Es/N0 per receive antenna and the noise is CN(0, N0), N0 = 10^(-snr_db/10).
+Power/SNR convention (as ``channel.mimo_flat``): channels with ``normalize: per_link`` (the
+default) have unit average gain E|h|^2 = 1 per (UE, Tx antenna) link; the input is expected
+to carry total energy 1 per resource element summed over the Nt antennas (a power-normalizing
+precoder); then snr_db is Es/N0 per receive antenna and the noise is CN(0, N0),
+N0 = 10^(-snr_db/10). With ``normalize: per_drop`` the unit gain holds for the mean over the
+K links of a drop, so snr_db is Es/N0 per receive antenna averaged over the drop's users.
 
 Sionna is imported lazily (first block construction), so importing ``blocks`` stays fast.
 Sionna objects are built per device on first use and kept out of ``state_dict``.

@@ -28,6 +28,27 @@ from ._sionna import DeviceCache, noise_var, sionna_state_safe
 _SNR = Param(float, 10.0, "SNR = Es/N0 per receive antenna in dB; N0 = 10^(-snr_db/10)",
              runtime=True)
 
+#: channel normalizations (param ``normalize``); see :func:`normalize_gain`
+NORMALIZE = ("per_link", "per_drop", "none")
+
+
+def normalize_gain(h: torch.Tensor, mode: str) -> torch.Tensor:
+    """Scale a channel in Sionna's layout [B, K, 1, 1, Nt, S, F] (one transmitter) to unit gain.
+
+    per_link: E|h|^2 = 1 per example and UE link, the mean over antennas, OFDM symbols and
+              subcarriers (what Sionna's ``normalize_channel`` does; the SNR is then Es/N0
+              per receive antenna for every user, and path loss plays no part).
+    per_drop: the same mean taken over all K links of the example (one 38.901 drop), so
+              the users keep their relative path loss and shadowing; the SNR is then
+              Es/N0 per receive antenna averaged over the drop's users.
+    none:     unchanged (with path loss on, the SNR is a transmit SNR).
+    """
+    if mode == "none":
+        return h
+    dims = (2, 4, 5, 6) if mode == "per_link" else (1, 2, 3, 4, 5, 6)
+    c = h.abs().square().mean(dim=dims, keepdim=True).sqrt()
+    return torch.where(c > 0, h / c.clamp_min(1e-30), h)
+
 
 def _common_params() -> dict:
     return {
@@ -42,8 +63,10 @@ def _common_params() -> dict:
         "max_speed": Param(float, 0.0, "maximum UE speed [m/s] (uniform in [min, max])"),
         "snr_db": _SNR,
         "add_noise": Param(bool, True, "add CN(0, N0) noise; false gives y = H x exactly"),
-        "normalize": Param(bool, True, "normalize each example's UE link to unit average gain "
-                                       "E|h|^2 = 1 over antennas, symbols and subcarriers"),
+        "normalize": Param(str, "per_link", "per_link: every UE link of an example to unit average gain "
+                                            "E|h|^2 = 1 over antennas, symbols and subcarriers; per_drop: the "
+                                            "mean over the drop's K links = 1 (the users' large-scale "
+                                            "differences stay); none: raw gains", choices=NORMALIZE),
     }
 
 
@@ -139,7 +162,7 @@ class _OFDMChannel(Block):
     def sample_h(self, batch: int, device="cpu") -> torch.Tensor:
         """Draw a channel alone, in our layout (B, K, Nt, S, F)."""
         objs = self._sn.get(device)
-        h = self._sample_h(objs, batch)
+        h = normalize_gain(self._sample_h(objs, batch), self.p.normalize)
         return h.reshape(batch, self.p.n_users, self.num_tx_ant(self.p), self.p.n_symbols,
                          self.p.n_subcarriers)
 
@@ -151,7 +174,7 @@ class _OFDMChannel(Block):
             raise ValueError(f"{self.type_id}: x {tuple(x.shape)} does not fit (B, Nt={nt}, "
                              f"S={s}, F={f})")
         objs = self._sn.get(x.device)
-        h7 = self._sample_h(objs, b)                                     # [B,K,1,1,Nt,S,F]
+        h7 = normalize_gain(self._sample_h(objs, b), self.p.normalize)   # [B,K,1,1,Nt,S,F]
         no = noise_var(self.p.snr_db) if self.p.add_noise else None
         y = objs["apply"](x.unsqueeze(1), h7, no)                        # [B,K,1,S,F]
         return {"y": y.reshape(b, k, s, f), "h": h7.reshape(b, k, nt, s, f)}
@@ -170,7 +193,7 @@ class _SystemLevel(_OFDMChannel):
         bs, ut = _arrays(self.p, device)
         model = self._model(device, bs, ut)
         rg = _plain_grid(self.p, device)
-        gen = GenerateOFDMChannel(model, rg, normalize_channel=bool(self.p.normalize), device=device)
+        gen = GenerateOFDMChannel(model, rg, normalize_channel=False, device=device)   # normalize_gain
         return {"model": model, "rg": rg, "gen": gen, "apply": ApplyOFDMChannel(device=device),
                 "device": device}
 
@@ -203,8 +226,8 @@ class _SystemLevel(_OFDMChannel):
 
 def _system_level_params(indoor: float, o2i: bool) -> dict:
     p = {**_common_params(), **_array_params(),
-         "pathloss": Param(bool, False, "apply 38.901 path loss (then SNR is a transmit SNR "
-                                        "unless normalize is on)"),
+         "pathloss": Param(bool, False, "apply 38.901 path loss (with normalize: per_drop the users keep "
+                                        "their relative losses; with none SNR is a transmit SNR)"),
          "shadow_fading": Param(bool, False, "apply 38.901 shadow fading"),
          "los": Param(str, "random", "LoS state: random (38.901 LoS probability), los or nlos",
                       choices=("random", "los", "nlos")),
@@ -221,8 +244,10 @@ _SL_DOC = """ Per RE (seed 003, eq. 1):
     Shapes: x complex (B, Nt, S, F) -> y complex (B, K, S, F), h complex (B, K, Nt, S, F);
     Nt = bs_rows * bs_cols * (2 if dual-polarized) (default 4), K = n_users.
     snr_db is Es/N0 per receive antenna when x carries total energy 1 per RE (see
-    ``blocks.ofdm``); ``normalize`` gives E|h|^2 = 1 per example and UE link (Sionna's
-    ``normalize_channel``). Not differentiable w.r.t. the channel (Sionna detaches h);
+    ``blocks.ofdm``); ``normalize: per_link`` (default) gives E|h|^2 = 1 per example and UE
+    link (Sionna's ``normalize_channel``), ``per_drop`` the same over the example's K links
+    (with ``pathloss``/``shadow_fading`` on, the users keep their large-scale differences and
+    snr_db is averaged over them), ``none`` leaves the gains. Not differentiable w.r.t. the channel (Sionna detaches h);
     gradients flow to x.
     """
 
@@ -287,7 +312,7 @@ class _LinkLevel(_OFDMChannel):
     def _finish(self, model, device):
         from sionna.phy.channel import ApplyOFDMChannel, GenerateOFDMChannel
         rg = _plain_grid(self.p, device)
-        gen = GenerateOFDMChannel(model, rg, normalize_channel=bool(self.p.normalize), device=device)
+        gen = GenerateOFDMChannel(model, rg, normalize_channel=False, device=device)   # normalize_gain
         return {"model": model, "rg": rg, "gen": gen, "apply": ApplyOFDMChannel(device=device)}
 
 

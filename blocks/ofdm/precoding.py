@@ -31,7 +31,8 @@ class OFDMPrecoder(Block):
     per-RE norms of their unnormalized matrices, WMMSE water-fills over the REs
     (``power_allocation``). ``normalize: signal`` instead scales x to exactly
     mean_RE ||x||^2 = 1 per example. Parameters of the other methods are ignored:
-    alpha / learnable_alpha (rzf: V = H^H (H H^H + alpha N0 I)^-1), snr_db (rzf, wmmse),
+    alpha / learnable_alpha (rzf: V = H^H (H H^H + alpha N0 I)^-1; ``alpha: mmse`` = K, i.e.
+    K N0 / P at P = 1, Peel et al. 2005), snr_db (rzf, wmmse),
     iterations / sigma_e2 / power_allocation (wmmse). Differentiable in s, h and a learnable
     alpha (``check_gradients``); ZF gradients blow up on ill-conditioned REs (seed 003 Fig. 10).
 
@@ -57,7 +58,8 @@ class OFDMPrecoder(Block):
                "w": Port("complex", ("B", "Nt", "K", "Sh", "F"), tag="csi",
                          doc="precoding vectors per user and RE (Sh = 1 for a static h)")}
     params = {"method": Param(str, "rzf", "zf, rzf, mrt or wmmse", choices=tuple(_METHODS)),
-              "alpha": Param(float, 1.0, "rzf: regularization times N0 (>= 0)"),
+              "alpha": Param(float, 1.0, "rzf: regularization times N0 (>= 0); mmse: K (K N0 / P, "
+                                         "the MMSE-optimal value at this block's unit power)", named=("mmse",)),
               "learnable_alpha": Param(bool, False, "rzf: train alpha (softplus, > 0)"),
               "snr_db": Param(float, 10.0, "rzf/wmmse: SNR (dB) the transmitter assumes, "
                                            "N0 = 10^(-snr_db/10)", runtime=True),
