@@ -81,4 +81,5 @@ def test_jscbf_studies_validate_every_point(study, tmp_path, capsys):
     """Every point of the seed 001 studies validates before anything runs (shared stages by
     ``{run:ID}`` checkpoints included)."""
     assert run_study(study, out=tmp_path / "o", dry_run=True) == 0
-    assert "prep_ckpt=" in capsys.readouterr().out
+    listed = [line for line in capsys.readouterr().out.splitlines() if line.startswith("new ")]
+    assert listed and all("graphs/jscbf" in line or "graphs/baselines/djscc_jscbf" in line for line in listed)
