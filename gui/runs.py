@@ -2,9 +2,10 @@
 (``RUN/graph.yaml`` into the editor, ``RUN/metrics.json`` into the PSNR-vs-SNR view, its
 checkpoint for evaluate / live inference), and curves of several runs overlaid.
 
-The GUI reads runs only from their files. ``sweep_series`` reads ``metrics.json``
-directly; it is the one function to swap for ``flowgraph.compare`` (``semflow compare``)
-once that lands, so both draw the same numbers.
+The GUI reads runs only from their files. Overlaid runs are read through
+``flowgraph.compare.curves``, the machinery of ``semflow compare``, so the GUI and the
+compare figures draw the same numbers (seeds pooled, the same intervals: Wilson for
+proportions, bootstrap for set-level values).
 """
 from __future__ import annotations
 
@@ -16,6 +17,10 @@ from pathlib import Path
 from PySide6.QtCore import Qt, Signal
 from PySide6.QtWidgets import (QHBoxLayout, QLabel, QPushButton, QTableWidget, QTableWidgetItem, QVBoxLayout,
                                QWidget)
+
+from flowgraph.compare import curves
+from flowgraph.errors import SemflowError
+from flowgraph.report import bounds
 
 
 @dataclass
@@ -52,8 +57,9 @@ def list_runs(root) -> list[RunInfo]:
 
 
 def sweep_series(rows: list[dict], sweep: list[str], metric: str) -> dict[str, list[tuple]]:
-    """Rows of one evaluation -> {series label: [(x, mean, ci95), ...]}: x is the first
-    numeric swept variable, one series per value of the others (e.g. per scenario)."""
+    """Rows of one evaluation (live ``eval.point`` taps) -> {series label: [(x, mean, lo, hi), ...]}:
+    x is the first numeric swept variable, one series per value of the others (e.g. per
+    scenario); lo/hi the row's 95% interval as ``semflow compare`` reads it."""
     x = next((v for v in sweep if any(isinstance(r.get(v), (int, float)) and not isinstance(r.get(v), bool)
                                       for r in rows)), None)
     others = [v for v in sweep if v != x]
@@ -62,16 +68,16 @@ def sweep_series(rows: list[dict], sweep: list[str], metric: str) -> dict[str, l
         if metric not in r or x is None or not isinstance(r.get(x), (int, float)):
             continue
         label = ", ".join(f"{v}={r.get(v)}" for v in others)
-        series.setdefault(label, []).append((float(r[x]), float(r[metric]), float(r.get(f"{metric}_ci95") or 0.0)))
+        series.setdefault(label, []).append((float(r[x]), float(r[metric]), *bounds(r, metric)))
     return {k: sorted(v) for k, v in series.items()}
 
 
 def run_series(run_dir, metric: str) -> dict[str, list[tuple]]:
-    """One run's curves from its ``metrics.json`` (labels prefixed with the run's name)."""
-    data = _json(Path(run_dir) / "metrics.json")
-    series = sweep_series(data.get("rows") or [], list(data.get("sweep") or []), metric)
-    name = Path(run_dir).name
-    return {(f"{name}: {k}" if k else name): v for k, v in series.items()}
+    """One run's (or study's) curves as ``semflow compare`` draws them; {} when it has none."""
+    try:
+        return curves([Path(run_dir).as_posix()], metric)
+    except SemflowError:
+        return {}
 
 
 class RunHistory(QWidget):

@@ -12,9 +12,11 @@ from flowgraph.graph import load_graph
 
 from gui_support import gui_state, window  # noqa: F401  (fixtures)
 
+from graph_checks import shipped_graphs
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.gui
-GRAPHS = sorted(p.relative_to(ROOT / "graphs").as_posix() for p in (ROOT / "graphs").rglob("*.yaml"))
+GRAPHS = [p.relative_to(ROOT / "graphs").as_posix() for p in shipped_graphs()]
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
 TIMEOUT_MS = 120_000
 

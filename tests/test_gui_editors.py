@@ -21,7 +21,7 @@ def test_loss_is_validated_while_typing(window):
     assert check_loss(m, "mse(dec.image, src.image)") is None
     assert check_loss(m, "mse(dec.img, src.image)") == "block 'dec' has no output 'img' (outputs: image)"
     assert check_loss(m, "mse(nope.image, src.image)") == "no block 'nope' in this graph"
-    assert check_loss(m, "mze(dec.image, src.image)").startswith("unknown function 'mze'")
+    assert check_loss(m, "mze(dec.image, src.image)").startswith("unknown loss function 'mze'")
     ed = w.stage_editor
     ed.loss.setText("mse(dec.img, src.image)")
     assert "no output 'img'" in ed.loss_msg.text()

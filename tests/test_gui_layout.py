@@ -6,9 +6,11 @@ import pytest
 
 from gui_support import gui_state  # noqa: F401  (fixtures)
 
+from graph_checks import shipped_graphs
+
 ROOT = Path(__file__).resolve().parents[1]
 pytestmark = pytest.mark.gui
-GRAPHS = sorted(p.relative_to(ROOT / "graphs").as_posix() for p in (ROOT / "graphs").rglob("*.yaml"))
+GRAPHS = [p.relative_to(ROOT / "graphs").as_posix() for p in shipped_graphs()]
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 
 

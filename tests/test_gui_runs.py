@@ -28,7 +28,7 @@ def test_sweep_series_one_per_scenario():
             for k, sc in enumerate(["umi", "uma", "rma"]) for s in (-7, 0, 7)]
     series = sweep_series(rows, ["snr_db", "scenario"], "psnr")
     assert list(series) == ["scenario=umi", "scenario=uma", "scenario=rma"]
-    assert series["scenario=uma"] == [(-7.0, -6.0, 0.1), (0.0, 1.0, 0.1), (7.0, 8.0, 0.1)]
+    assert series["scenario=uma"] == [(-7.0, -6.0, -6.1, -5.9), (0.0, 1.0, 0.9, 1.1), (7.0, 8.0, 7.9, 8.1)]
     assert list(sweep_series(rows, ["scenario", "snr_db"], "psnr")) == list(series)   # x: the numeric one
 
 

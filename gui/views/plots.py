@@ -160,11 +160,11 @@ class SweepView(LiveView):
         return sweep_series(self.rows, self.sweep_vars(), self.metric_box.currentText())
 
     def _add(self, label, pts, color, dashed=False):
-        xs, ys, es = (np.array([p[i] for p in pts]) for i in range(3))
+        xs, ys, lo, hi = (np.array([p[i] for p in pts]) for i in range(4))
         pen = pg.mkPen(color, width=2, style=pg.QtCore.Qt.DashLine if dashed else pg.QtCore.Qt.SolidLine)
         curve = self.plot.plot(xs, ys, pen=pen, symbol="t" if dashed else "o", symbolSize=7,
                                symbolBrush=color, name=label or "sweep")
-        err = pg.ErrorBarItem(x=xs, y=ys, height=2 * es, pen=pg.mkPen(color), beam=0.4)
+        err = pg.ErrorBarItem(x=xs, y=ys, top=hi - ys, bottom=ys - lo, pen=pg.mkPen(color), beam=0.4)
         self.plot.addItem(err)
         self.items += [curve, err]
 
