@@ -1000,7 +1000,8 @@ def _train_init(init, spec, values, P, ref):
         ref(str(dst), ("init", "blocks"), "init: block")
         if not isinstance(src, str) or not src.strip():
             P(("init", "blocks"), f"init.blocks.{dst} must name a block of the checkpoint, got {src!r}")
-    if path and resolve_checkpoint_path(path, spec) is None:
+    # a study validates its points before any runs: '{run:ID}' names a run that does not exist yet
+    if path and "{run:" not in path and resolve_checkpoint_path(path, spec) is None:
         P(("init", "checkpoint"), f"init: checkpoint '{path}' not found (a relative path is looked up beside "
                                   f"{spec.path}, then in the working directory)")
 

@@ -31,7 +31,7 @@ STUDY_FORMAT = 1
 TOP_KEYS = ("study", "name", "description", "graph", "preset", "seeds", "threads", "device", "resources", "set",
             "set_for_preset",
             "sweep", "matrix", "variants", "compare")
-VARIANT_KEYS = ("id", "label", "graph", "preset", "set", "set_for_preset", "sweep", "compare")
+VARIANT_KEYS = ("id", "label", "graph", "preset", "set", "set_for_preset", "sweep", "compare", "matrix")
 COMPARE_KEYS = ("metrics", "x", "series", "panels", "baseline", "colors", "title")
 _RUN_REF = re.compile(r"\{run:([A-Za-z_][\w-]*)\}")
 
@@ -130,6 +130,9 @@ def load_study(path: str | Path, preset: str | None = None, overrides: dict | No
             sfp = owner.get("set_for_preset")
             if sfp is not None and not (isinstance(sfp, dict) and all(isinstance(x, dict) for x in sfp.values())):
                 P(where, "set_for_preset maps a preset to settings, e.g. {smoke: {eval_images: 4}}")
+        if "matrix" in v and v["matrix"] is not False:
+            P(getattr(v, "line_of", lambda _k: line)("matrix"), "variant: matrix: false is the only value (a "
+              "variant run once per seed, not crossed with the matrix)")
         if vid in ids:
             P(line, f"variant '{vid}' appears twice (give each an id: or a distinct label:)")
         ids[vid] = v
@@ -146,8 +149,10 @@ def load_study(path: str | Path, preset: str | None = None, overrides: dict | No
     points: list[Point] = []
     for v, line in zip(variants, vlines):
         vid = str(v.get("id") or _slug(v.get("label") or "main"))
-        for combo in itertools.product(*(matrix[k] for k in mkeys)):
-            dims = dict(zip(mkeys, combo))
+        crossed = v.get("matrix", True) is not False
+        vkeys = mkeys if crossed else []          # matrix: false -- one point per seed, shared by every combination
+        for combo in itertools.product(*(matrix[k] for k in vkeys)):
+            dims = dict(zip(vkeys, combo))
             graph = dims.get("graph", v.get("graph", data.get("graph")))
             pre = preset or dims.get("preset", v.get("preset", data.get("preset")))
             settings = {**base_set, **{k: x for k, x in dims.items() if k not in ("graph", "preset")},
@@ -174,8 +179,10 @@ def load_study(path: str | Path, preset: str | None = None, overrides: dict | No
 
 
 def _link(points: list, ids: dict, path: Path, vlines, variants, problems):
-    """Resolve ``{run:ID}`` references: the same matrix combination and seed of variant ID."""
+    """Resolve ``{run:ID}`` references: the same matrix combination and seed of variant ID (only
+    the same seed when ID is not crossed with the matrix, ``matrix: false``)."""
     index = {(p.vid, tuple(sorted((k, str(x)) for k, x in p.dims.items())), p.seed): i for i, p in enumerate(points)}
+    uncrossed = {vid for vid, v in ids.items() if v.get("matrix", True) is False}
     for i, p in enumerate(points):
         for k, val in p.set.items():
             for ref in _RUN_REF.findall(str(val)) if isinstance(val, str) else []:
@@ -186,7 +193,8 @@ def _link(points: list, ids: dict, path: Path, vlines, variants, problems):
                 if ref == p.vid:
                     problems.append(f"{path}:{p.line}: variant '{p.vid}': set.{k} refers to itself")
                     continue
-                j = index.get((ref, tuple(sorted((a, str(b)) for a, b in p.dims.items())), p.seed))
+                dims = () if ref in uncrossed else tuple(sorted((a, str(b)) for a, b in p.dims.items()))
+                j = index.get((ref, dims, p.seed))
                 if j is None:
                     problems.append(f"{path}:{p.line}: variant '{p.vid}': set.{k}: variant '{ref}' has no point "
                                     f"with the same matrix values and seed")

@@ -162,6 +162,44 @@ def test_study_matrix_crosses_variants_and_seeds(tmp_path):
     assert {p.set["n"] for p in load_study(s)[1] if p.label == "B"} == {8}
 
 
+def test_study_variant_outside_the_matrix_runs_once_per_seed_and_serves_every_combination(tmp_path):
+    """``matrix: false``: a shared prerequisite (e.g. a pretrained codec that does not depend on
+    the pilot length) runs once per seed; {run:ID} from every matrix point resolves to it."""
+    g = tmp_path / "toy.yaml"
+    g.write_text(GRAPH)
+    s = tmp_path / "m.yaml"
+    s.write_text(f"study: 1\nname: m\ngraph: {g}\nseeds: [0, 1]\nmatrix: {{hidden: [4, 8]}}\nvariants:\n"
+                 "  - {id: shared, label: Shared, matrix: false, compare: false}\n"
+                 "  - label: A\n    set: {warm: '{run:shared}/checkpoints/last.pt'}\n")
+    _, points = load_study(s)
+    shared = [p for p in points if p.vid == "shared"]
+    assert [(p.name, p.dims) for p in shared] == [("shared__seed0", {}), ("shared__seed1", {})]
+    users = [p for p in points if p.vid == "a"]
+    assert len(users) == 4
+    for p in users:
+        assert [points[j].name for j in p.needs] == [f"shared__seed{p.seed}"]
+    s.write_text(s.read_text().replace("matrix: false", "matrix: true"))
+    with pytest.raises(ValidationError, match=r"m.yaml:7: variant: matrix: false is the only value"):
+        load_study(s)
+
+
+def test_study_validates_an_init_from_a_run_that_has_not_happened_yet(tmp_path, capsys):
+    """A stage's ``init: {checkpoint: '{run:ID}/...'}`` names a point the study runs first: the
+    file cannot exist when the study validates its points."""
+    g = tmp_path / "toy.yaml"
+    g.write_text(GRAPH.replace("warm: none}", "warm: ''}").replace(
+        "optimizer: {type: adam, lr: $lr}, steps: $steps}",
+        "optimizer: {type: adam, lr: $lr}, steps: $steps, init: {checkpoint: $warm, blocks: [enc]}}"))
+    s = tmp_path / "s.yaml"
+    s.write_text(f"study: 1\nname: s\ngraph: {g}\nvariants:\n  - {{id: base, label: Base}}\n"
+                 "  - label: Warm\n    set: {warm: '{run:base}/checkpoints/last.pt'}\n")
+    assert run_study(s, out=tmp_path / "o", dry_run=True) == 0
+    assert "--set warm=" in capsys.readouterr().out
+    s.write_text(s.read_text().replace("{run:base}/checkpoints", "nowhere"))
+    with pytest.raises(ValidationError, match="init: checkpoint 'nowhere/last.pt' not found"):
+        run_study(s, out=tmp_path / "o", dry_run=True)
+
+
 def test_study_dry_run_validates_every_point(tmp_path, capsys):
     path = _study(tmp_path)
     assert run_study(path, out=tmp_path / "o", dry_run=True) == 0
