@@ -409,3 +409,19 @@ def test_denoiser_learns_a_prior_and_beats_the_noisy_input():
     err_out = (den - f0).abs().pow(2).mean()
     print(f"\nMSE to f0: received {float(err_in):.3f}, denoised {float(err_out):.3f}")
     assert err_out < 0.3 * err_in              # measured: 0.05 vs 0.58 after 800 steps
+
+
+def test_needed_inputs_per_phase():
+    """The train stages skip what a phase ignores (Block.needed_inputs, Scheduler.subplan)."""
+    blk = build("decoder.sgd_diffusion", TINY)
+    want = {"off": {"z"}, "fit": {"z", "f0", "tokens"}, "fit_control": {"z", "f0", "tokens", "edge_ref"},
+            "sample": {"z", "d", "tokens", "edge"}}
+    for phase, inputs in want.items():
+        blk.set_runtime("phase", phase)
+        assert blk.needed_inputs() == inputs, phase
+    blk.set_runtime("use_text", False)
+    blk.set_runtime("use_edge", False)
+    assert blk.needed_inputs() == {"z", "d"}
+    blk.set_runtime("phase", "fit_control")
+    blk.set_runtime("control_hint_train", "decoded")
+    assert blk.needed_inputs() == {"z", "f0", "edge"}

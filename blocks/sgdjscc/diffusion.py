@@ -176,6 +176,20 @@ class SGDDiffusion(Block):
                        p.mlp_ratio, p.vocab, p.rel_pos_bias, p.mask_branch, p.controlnet,
                        p.edge_channels, p.image_size)
 
+    def needed_inputs(self):
+        """What each phase reads, so a train stage does not run the unused receiver branches
+        (the edge codec and the estimator in the JSCC and DM stages)."""
+        p = self.p
+        if p.phase == "off":
+            return {"z"}
+        text = {"tokens"} if p.use_text else set()
+        if p.phase == "fit":
+            return {"z", "f0"} | text
+        if p.phase == "fit_control":
+            return {"z", "f0", "edge_ref" if p.control_hint_train == "clean" else "edge"} | text
+        edge = {"edge"} if (p.use_edge and p.controlnet) else set()
+        return {"z", "d"} | text | edge
+
     # ------------------------------------------------------------------ helpers
     def _cond(self, bbar, t):
         if self.p.cond_on == "beta":

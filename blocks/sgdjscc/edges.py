@@ -37,8 +37,9 @@ class EdgeMap(Block):
 
     Canny (skimage.feature.canny's algorithm, batched in torch) on the BT.709 luminance:
     ``edge`` = the binary map at ``sigma``; ``edge_soft`` = the mean of the binary maps over
-    ``sigmas`` (MuGE's code averages 11 granularities; this averages scales). No parameters,
-    no gradient.
+    ``sigmas`` (MuGE's code averages 11 granularities; this averages scales), or the binary map
+    itself when ``sigmas`` is empty (the default: no extra Canny runs when nothing reads it).
+    No parameters, no gradient.
 
     Shapes: image real (B, 3, H, W) in [0, 1] -> edge real (B, 1, H, W) in {0, 1},
             edge_soft real (B, 1, H, W) in [0, 1].
@@ -47,7 +48,8 @@ class EdgeMap(Block):
     outputs = {"edge": Port("real", ("B", 1, "H", "W"), doc="binary Canny edges"),
                "edge_soft": Port("real", ("B", 1, "H", "W"), doc="mean of Canny maps over sigmas")}
     params = {**_canny_params("Gaussian sigma of the binary map"),
-              "sigmas": Param(list, [0.5, 1.0, 1.5, 2.0, 2.5, 3.0], "sigmas averaged into edge_soft")}
+              "sigmas": Param(list, [], "sigmas averaged into edge_soft, e.g. [0.5, 1, 1.5, 2, 2.5, 3]; "
+                                        "[] = edge_soft is the binary map")}
 
     @torch.no_grad()
     def forward(self, image):
