@@ -1,77 +1,80 @@
-"""What the GUI's live views cost: the same run headless and with every view open.
+"""What the GUI's live views cost: the same training headless and with every view open.
 
-    python bench/gui_overhead.py [--steps 300] [--batch 16] [--filters 16] [--reps 3] [--threads 1]
+    python bench/gui_overhead.py [--batch 64] [--filters 32] [--chunk 20] [--pairs 20] [--threads 1]
 
-Runs graphs/deepjscc_awgn.yaml (smoke preset with ``--steps`` training steps at
-``--batch`` and ``--filters``, then the evaluation sweep: seconds, not minutes)
-alternately (a) headless: ``Runner.run()`` with no tap subscribers, and (b) as the
-GUI runs it: a RunWorker thread with all six live views shown at once
-(not tabbed), fed through the TapBridge, while the Qt event loop draws them. Runs are
-interleaved so machine load drifts hit both alike. Prints wall times and the ratio of
-medians and of minima, and the ratio of process CPU time (all threads, so the GUI
-thread's drawing counts, while other programs' load does not: the steadier number on
-a shared machine). The target is <= 1.10 (views may cost at most 10% extra).
+Trains graphs/deepjscc_awgn.yaml (the quick preset's model and batch by default) twice at
+once, alternating in chunks of ``--chunk`` steps through ``bench/timing.py``:
+A = as the GUI runs it: a RunWorker thread with all live views shown at once (not tabbed),
+fed through the TapBridge while the GUI thread keeps processing events and drawing;
+B = headless: ``Runner.train()`` in a plain thread with no view subscribed.
+Both pause at chunk boundaries through a ``train.step`` subscriber (one on each side). The
+GUI thread keeps drawing while either side runs, but only A's taps give it anything to draw.
+Prints the median ratio A/B of wall and of process CPU time (all threads: drawing counts,
+other programs' load does not) with bootstrap 95% CIs, and the verdict against <= 1.10.
 """
 from __future__ import annotations
 
 import argparse
 import os
-import statistics
 import sys
 import tempfile
-import time
 from pathlib import Path
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "bench"))
 GRAPH = ROOT / "graphs" / "deepjscc_awgn.yaml"
+ENDLESS = 10 ** 8
+
+from timing import ChunkedWorker, Gate, interleave, report  # noqa: E402
 
 
-def headless(overrides: dict, out: Path) -> tuple[float, float]:
-    from flowgraph.graph import load_graph
+def graph_text(chunk: int) -> str:
+    """The graph with a log step (a train.step row, so a chunk boundary) every ``chunk`` steps."""
+    text = GRAPH.read_text()
+    marker = "    steps: $steps\n"
+    assert marker in text, "graphs/deepjscc_awgn.yaml changed: update bench/gui_overhead.py"
+    return text.replace(marker, marker + f"    log_every: {chunk}\n", 1)
+
+
+def headless_worker(overrides: dict, chunk: int, out: Path) -> ChunkedWorker:
+    from flowgraph.graph import loads_graph
     from flowgraph.run import Runner
-    r = Runner(load_graph(GRAPH), preset="smoke", overrides=overrides, out=out, quiet=True)
-    t0, c0 = time.perf_counter(), time.process_time()
-    r.run()
-    dt, cpu = time.perf_counter() - t0, time.process_time() - c0
-    r.close()
-    return dt, cpu
+    r = Runner(loads_graph(graph_text(chunk), str(GRAPH)), preset="smoke", overrides=overrides, out=out,
+               quiet=True)
+
+    def target(boundary):
+        r.taps.subscribe("train.step", lambda *_: boundary(), min_interval=0.0)
+        r.train()
+    return ChunkedWorker(target, "headless", on_stop=lambda: setattr(r, "stop_requested", True))
 
 
-def with_views(overrides: dict, out: Path, app, views, bridge) -> tuple[float, float, int, int]:
-    from PySide6.QtCore import QEventLoop, Qt
-
+def gui_gate(overrides: dict, chunk: int, out: Path, bridge, app) -> tuple[Gate, object]:
+    """A RunWorker (its own QThread) behind a Gate: its train.step subscriber is the boundary."""
     from flowgraph.taps import TapHub
     from gui.worker import RunWorker
     hub = TapHub()
     bridge.attach(hub)
-    for v in views:
-        v.clear()
-    w = RunWorker(GRAPH.read_text(), str(GRAPH), hub, mode="train + evaluate", preset="smoke",
+    w = RunWorker(graph_text(chunk), str(GRAPH), hub, mode="train", preset="smoke",
                   overrides=overrides, out=out)
-    # the worker times the same span as headless(): train + evaluate, not building the blocks
-    marks = {}
-    w.runStarted.connect(lambda _o: marks.update(t0=time.perf_counter(), c0=time.process_time()),
-                         Qt.DirectConnection)
-    loop = QEventLoop()                       # as in the app: the GUI thread sleeps until events
-    w.finished.connect(loop.quit)
+    gate = Gate("gui", on_stop=w.stop, pump=app.processEvents)
+    hub.subscribe("train.step", lambda *_: gate.boundary(), min_interval=0.0)
+    w.finished.connect(lambda: setattr(gate, "finished", True))
     w.start()
-    loop.exec()
-    t1, c1 = time.perf_counter(), time.process_time()
-    app.processEvents()
-    bridge.flush()
-    bridge.detach()
-    return (t1 - marks.get("t0", t1), c1 - marks.get("c0", c1), sum(v.updates for v in views),
-            sum(v.draws for v in views))
+    gate.wait_first_boundary()        # building and the first chunk: untimed
+    return gate, w
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--steps", type=int, default=300)
-    ap.add_argument("--batch", type=int, default=16)
-    ap.add_argument("--filters", type=int, default=16)
-    ap.add_argument("--reps", type=int, default=3)
+    ap.add_argument("--batch", type=int, default=64)
+    ap.add_argument("--filters", type=int, default=32)
+    ap.add_argument("--chunk", type=int, default=20, help="training steps per chunk")
+    ap.add_argument("--pairs", type=int, default=20, help="timed chunk pairs at least")
+    ap.add_argument("--until-width", type=float, default=None,
+                    help="keep sampling until the CPU-ratio CI is narrower than this")
+    ap.add_argument("--budget", type=float, default=None, help="seconds at most")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (0: torch's default); 1 (default) is steadier on a busy machine")
     args = ap.parse_args(argv)
@@ -99,34 +102,18 @@ def main(argv=None) -> int:
     app.processEvents()
 
     tmp = Path(tempfile.mkdtemp(prefix="semflow-guibench-"))
-    overrides = {"steps": args.steps, "batch": args.batch, "filters": args.filters}
-    headless(dict(overrides, steps=2), tmp / "warm")    # imports, dataset cache, first-call costs
-    wall = {"headless": [], "gui": []}
-    cpu = {"headless": [], "gui": []}
-    for rep in range(args.reps):
-        order = ("headless", "gui") if rep % 2 == 0 else ("gui", "headless")
-        for kind in order:
-            out = tmp / f"{kind}{rep}"
-            if kind == "headless":
-                dt, c = headless(overrides, out)
-                note = ""
-            else:
-                dt, c, n, d = with_views(overrides, out, app, views, bridge)
-                note = f"  ({n} tap deliveries, {d} redraws)"
-            wall[kind].append(dt)
-            cpu[kind].append(c)
-            print(f"rep {rep}: {kind:8s} wall {dt:6.2f} s  cpu {c:6.2f} s{note}", flush=True)
-    med = {k: (statistics.median(wall[k]), statistics.median(cpu[k])) for k in wall}
-    r_wall = med["gui"][0] / med["headless"][0]
-    r_min = min(wall["gui"]) / min(wall["headless"])
-    r_cpu = med["gui"][1] / med["headless"][1]
-    print(f"\nsmoke preset with {overrides}, reps={args.reps}, threads={args.threads or 'default'}")
-    print(f"wall: headless median {med['headless'][0]:.2f} s, with all views {med['gui'][0]:.2f} s: "
-          f"ratio of medians {r_wall:.3f}, of minima {r_min:.3f}")
-    print(f"cpu:  headless median {med['headless'][1]:.2f} s, with all views {med['gui'][1]:.2f} s: "
-          f"ratio {r_cpu:.3f}  (process CPU time, all threads: drawing included, other load excluded)")
-    print(f"target <= 1.10 -> {'OK' if min(r_wall, r_min, r_cpu) <= 1.10 and r_cpu <= 1.10 else 'OVER'}",
-          flush=True)
+    overrides = {"steps": ENDLESS, "batch": args.batch, "filters": args.filters}
+    gate, w = gui_gate(overrides, args.chunk, tmp / "gui", bridge, app)
+    t = interleave(gate, headless_worker(overrides, args.chunk, tmp / "headless"), pairs=args.pairs,
+                   warmup=2, until_width=args.until_width, budget_s=args.budget,
+                   progress=lambda m: print(m, flush=True))
+    w.wait(60_000)
+    app.processEvents()
+    print(f"batch {args.batch}, filters {args.filters}, {args.chunk} steps per chunk, "
+          f"threads {args.threads or 'default'}; {sum(v.updates for v in views)} tap deliveries, "
+          f"{sum(v.draws for v in views)} redraws")
+    print(report(t, "with all views (A) / headless (B)", 1.10))
+    bridge.detach()
     for v in views:
         v.close()
         v.deleteLater()

@@ -7,16 +7,16 @@ B: hand-written Sionna with the same configuration: PanelArrays, ``tr38901.UMi``
    ``gen_single_sector_topology`` + ``set_topology``, ``OFDMChannel(return_channel=True)``
    on Sionna's own [B, 1, Nt, S, F] input.
 
-Both run in one process, interleaved A B A B with the same Sionna seed before each pair
-(so they draw the same topologies and noise), after warm-up calls. Prints the median time
-of each and the ratio A / B (target <= 1.05).
+Both run in one process, alternating in chunks of ``--chunk`` calls through
+``bench/timing.py`` (random order per pair), chunk k of both with the same Sionna seeds (so
+they draw the same topologies and noise), after warm-up calls. Prints the median ratio A/B
+of wall and process CPU time with bootstrap 95% CIs and the verdict (target <= 1.05).
 
-    .venv/bin/python bench/sionna_wrap.py [--batch 16] [--subcarriers 64] [--repeats 21]
+    .venv/bin/python bench/sionna_wrap.py [--batch 16] [--subcarriers 64] [--pairs 21] [--chunk 3]
 """
 from __future__ import annotations
 
 import argparse
-import statistics
 import sys
 import time
 from pathlib import Path
@@ -26,8 +26,11 @@ import torch
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
+sys.path.insert(0, str(ROOT / "bench"))
+
 import blocks  # noqa: E402,F401
 from flowgraph.testing import build  # noqa: E402
+from timing import ChunkedWorker, interleave, report  # noqa: E402
 
 
 def direct_sionna(cfg, device):
@@ -63,8 +66,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--batch", type=int, default=16)
     ap.add_argument("--subcarriers", type=int, default=64)
-    ap.add_argument("--repeats", type=int, default=21, help="timed A/B pairs (median taken)")
+    ap.add_argument("--pairs", type=int, default=21, help="timed chunk pairs at least")
+    ap.add_argument("--chunk", type=int, default=3, help="channel calls per chunk")
     ap.add_argument("--warmup", type=int, default=3)
+    ap.add_argument("--until-width", type=float, default=None,
+                    help="keep sampling until the CPU-ratio CI is narrower than this")
+    ap.add_argument("--budget", type=float, default=None, help="seconds at most")
     ap.add_argument("--threads", type=int, default=1,
                     help="torch intra-op threads (0: leave torch's default)")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
@@ -112,21 +119,25 @@ def main():
         _, (yb, hb) = time_b(123)
         same = torch.allclose(oa["y"], yb.reshape(oa["y"].shape), atol=1e-5) and \
             torch.allclose(oa["h"], hb.reshape(oa["h"].shape), atol=1e-6)
-        ta, tb = [], []
-        for i in range(args.repeats):
-            if i % 2 == 0:                                   # alternate which goes first
-                ta.append(time_a(1000 + i)[0])
-                tb.append(time_b(1000 + i)[0])
-            else:
-                tb.append(time_b(1000 + i)[0])
-                ta.append(time_a(1000 + i)[0])
-    ma, mb = statistics.median(ta), statistics.median(tb)
+
+    def worker(call, name):
+        # chunk k of A and of B draw with the same seeds (1000 + k*chunk + j)
+        def target(boundary):
+            k = 0
+            with torch.inference_mode():
+                while True:
+                    for j in range(args.chunk):
+                        call(1000 + k * args.chunk + j)
+                    k += 1
+                    boundary()
+        return ChunkedWorker(target, name)
+
+    t = interleave(worker(time_a, "semflow-block"), worker(time_b, "direct-sionna"), pairs=args.pairs,
+                   warmup=1, until_width=args.until_width, budget_s=args.budget, progress=None)
     print(f"channel.umi B={args.batch} K=4 Nt=4 S=14 F={args.subcarriers} on {dev} "
-          f"(threads={torch.get_num_threads()}, repeats={args.repeats})")
+          f"(threads={torch.get_num_threads()}, {args.chunk} calls per chunk)")
     print(f"  identical outputs for the same seed: {same}")
-    print(f"  A semflow block : median {ma * 1e3:8.2f} ms")
-    print(f"  B direct Sionna : median {mb * 1e3:8.2f} ms")
-    print(f"  ratio A/B = {ma / mb:.3f}   (target <= 1.05)")
+    print(report(t, "A semflow block / B direct Sionna", 1.05))
 
 
 if __name__ == "__main__":

@@ -201,3 +201,36 @@ class DeepJSCCDecoder(Block):
         feat = torch.view_as_real(z).reshape(b, self.p.channels, s, s)
         feat = feat.to(self.net[0].weight.dtype)
         return {"image": self.net(feat)}
+
+
+@register("decoder.deepjscc_seg")
+class DeepJSCCSegDecoder(DeepJSCCDecoder):
+    """DeepJSCC decoder with a per-pixel classification head: the receiver segments the image
+    instead of reconstructing it (task-oriented semantic communication).
+
+    The layers of ``decoder.deepjscc`` (Bourtsoulatze, Kurka, Gündüz, IEEE TCCN 2019, Fig. 2)
+    with the last transposed conv giving ``classes`` logit maps and no sigmoid: the
+    semantic segmentation task of seed 002 (CSC-SA-Net), trained with the pixel
+    cross-entropy of its eq. 28 (``ce(dec.logits, src.label)``) and scored with mIoU, eq. 29
+    (``sink.miou``). Image size as ``decoder.deepjscc`` (``size`` or inferred square).
+
+    Shapes: z complex (B, N) -> logits real (B, C, H, W), C = classes, N = c*H*W/32.
+    """
+    outputs = {"logits": Port("real", ("B", "C", "H", "W"), tag="logits", doc="class scores per pixel")}
+    params = dict(DeepJSCCDecoder.params, classes=Param(int, 4, "C: classes per pixel (logit maps)"))
+
+    @classmethod
+    def bind_dims(cls, p):
+        return {**super().bind_dims(p), "C": p["classes"]}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        if self.p.classes < 2:
+            raise ValueError(f"decoder.deepjscc_seg: param 'classes' must be >= 2, got {self.p.classes}")
+        f1 = _widths(self.p.filters)[0]
+        # the image head tconv(F/2 -> 3) + sigmoid becomes a logit head tconv(F/2 -> C)
+        self.net[-2] = nn.ConvTranspose2d(f1, self.p.classes, 5, stride=2, padding=2, output_padding=1)
+        self.net[-1] = nn.Identity()
+
+    def forward(self, z):
+        return {"logits": super().forward(z)["image"]}

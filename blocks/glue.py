@@ -1,24 +1,32 @@
-"""Small generic glue blocks: random bit/symbol sources, layout adapters, a given-channel
-application, a per-stream noise helper and a mean sink.
+"""Small generic glue blocks: random bit/symbol sources, the ``tensor.*`` utilities, a
+given-channel application, a per-stream noise helper and a mean sink.
 
 They carry no paper-specific physics; they let the PHY graphs (``graphs/phy/``,
-``graphs/baselines/jpeg_*.yaml``) wire the block families together:
+``graphs/baselines/jpeg_*.yaml``) and the paper systems wire the block families together:
 
-    source.bits            i.i.d. 0/1 bits (B, ..., N) for coded-modulation experiments
-    source.symbols         i.i.d. unit-energy QAM (or Gaussian) symbols (B, ...)
-    csirs.reshape          per-example reshape, C (row-major) or F (column-major = interleave)
-    csirs.permute          axis permutation, batch axis fixed (OFDM <-> per-RE matrix layout)
-    csirs.group            (B, ...) -> (B/G, G, ...): G consecutive examples share one frame
-    csirs.ungroup          (B, G, ...) -> (B*G, ...): the inverse of csirs.group
-    csirs.zeros            a zero tensor (B, *shape) shaped by any batch tensor (a dummy input)
-    channel.apply          y = H x + n with a GIVEN channel h (closed-loop data phase)
-    combiner.stream_noise  N0 / ||H w_i||^2: noise variance of interference-free streams
-    sink.mean              mean of any per-example tensor (failure rates, JPEG quality, ...)
+    source.bits               i.i.d. 0/1 bits (B, ..., N) for coded-modulation experiments
+    source.symbols            i.i.d. unit-energy QAM (or Gaussian) symbols (B, ...)
+    tensor.reshape            per-example reshape, C (row-major) or F (column-major = interleave)
+    tensor.permute            axis permutation, batch axis fixed (OFDM <-> per-RE matrix layout)
+    tensor.group              (B, ...) -> (B/G, G, ...): G consecutive examples share one frame
+    tensor.ungroup            (B, G, ...) -> (B*G, ...): the inverse of tensor.group
+    tensor.zeros              a zero tensor (B, *shape) shaped by any batch tensor (a dummy input)
+    tensor.stream_map/unmap   real codeword <-> Nt complex streams (seed 000 eq. 1)
+    tensor.concat / split     join / cut along a per-example axis (seed 004 symbol assembly)
+    tensor.matmul             batched matrix product with broadcasting (effective channel H W)
+    tensor.effective_channel  H W per resource element in the OFDM layout
+    channel.apply             y = H x + n with a GIVEN channel h (closed-loop data phase)
+    combiner.stream_noise     N0 / ||H w_i||^2: noise variance of interference-free streams
+    sink.mean                 mean of any per-example tensor (failure rates, JPEG quality, ...)
 
-Random sources: training batches draw from ``self.generator`` (seeded by the run and saved
-in checkpoints); the held-out split is ``num_eval_examples`` examples drawn from a generator
-seeded with ``eval_seed`` in chunks of ``EVAL_CHUNK`` examples, so example i is the same for
-every run seed and every evaluation batch size.
+The tensor utilities were filed under ``csirs.*`` before; those ids still work for one
+graph-format version (``DEPRECATED_IDS``) and ``semflow validate`` prints a note per use.
+
+Random sources (``blocks.sources.SeededRandomSource``): training batches draw from
+``self.generator`` (seeded by the run and saved in checkpoints); each held-out split ('test',
+'val') is ``num_eval_examples`` examples drawn from generators seeded with ``eval_seed`` in
+chunks of ``EVAL_CHUNK`` examples, so example i is the same for every run seed and every
+evaluation batch size.
 """
 from __future__ import annotations
 
@@ -26,11 +34,10 @@ import math
 
 import torch
 
-from flowgraph.block import Block, Param, Port, Sink, Source
-from flowgraph.registry import register
+from flowgraph.block import Block, Param, Port, Sink, tensor_kind
+from flowgraph.registry import deprecate, register
 
-#: examples per independently seeded chunk of a random source's held-out split
-EVAL_CHUNK = 256
+from .sources import EVAL_CHUNK, SeededRandomSource  # noqa: F401  (EVAL_CHUNK: documented here)
 
 
 def _shape_list(where: str, shape, allow_minus_one: bool = False) -> list[int]:
@@ -43,8 +50,8 @@ def _shape_list(where: str, shape, allow_minus_one: bool = False) -> list[int]:
     return out
 
 
-class _RandomSource(Source):
-    """Shared machinery of the i.i.d. random sources (see the module doc)."""
+class _RandomSource(SeededRandomSource):
+    """The i.i.d. random sources: one output of per-example shape ``shape`` (see the module doc)."""
     output_name = "x"
 
     def __init__(self, **params):
@@ -54,34 +61,11 @@ class _RandomSource(Source):
             if self.p[k] < 1:
                 raise ValueError(f"{self.type_id}: param '{k}' must be >= 1, got {self.p[k]}")
 
-    def draw(self, n: int, g: torch.Generator) -> torch.Tensor:
+    def sample(self, n: int, g: torch.Generator) -> torch.Tensor:
         raise NotImplementedError
 
-    def forward(self):
-        return {self.output_name: self.draw(self.p.batch, self.generator).to(self.device)}
-
-    def num_eval_examples(self) -> int:
-        return int(self.p.num_eval_examples)
-
-    def _chunk(self, c: int) -> torch.Tensor:
-        n = min(EVAL_CHUNK, self.num_eval_examples() - c * EVAL_CHUNK)
-        g = torch.Generator().manual_seed(int(self.p.eval_seed) * 1_000_003 + c)
-        return self.draw(n, g)
-
-    def eval_batches(self, batch_size: int = 0):
-        bs = batch_size if batch_size and batch_size > 0 else self.p.batch
-        n = self.num_eval_examples()
-        cache: dict[int, torch.Tensor] = {}
-        for a in range(0, n, bs):
-            b = min(a + bs, n)
-            parts = []
-            for c in range(a // EVAL_CHUNK, (b - 1) // EVAL_CHUNK + 1):
-                if c not in cache:
-                    cache.clear()
-                    cache[c] = self._chunk(c)
-                lo, hi = max(a, c * EVAL_CHUNK), min(b, (c + 1) * EVAL_CHUNK)
-                parts.append(cache[c][lo - c * EVAL_CHUNK:hi - c * EVAL_CHUNK])
-            yield {self.output_name: torch.cat(parts).to(self.device)}
+    def draw(self, n, g):
+        return {self.output_name: self.sample(n, g)}
 
     def source_values_per_example(self):
         return None      # not images: no CBR
@@ -90,8 +74,8 @@ class _RandomSource(Source):
 def _source_params(shape_default: list, shape_doc: str) -> dict:
     return {"shape": Param(list, shape_default, shape_doc),
             "batch": Param(int, 16, "training batch size B of forward()"),
-            "num_eval_examples": Param(int, 1024, "size of the held-out split (examples)"),
-            "eval_seed": Param(int, 1234, "seed of the held-out split (independent of the run seed)")}
+            "num_eval_examples": Param(int, 1024, "size of each held-out split, test and val (examples)"),
+            "eval_seed": Param(int, 1234, "seed of the held-out splits (independent of the run seed)")}
 
 
 @register("source.bits")
@@ -99,8 +83,9 @@ class Bits(_RandomSource):
     """I.i.d. equiprobable bits, real 0.0/1.0 (the payload convention of ``classical.ldpc_encode``,
     ``classical.qam_map`` and ``sink.ber``/``sink.bler``).
 
-    Held-out split: ``num_eval_examples`` examples from a generator seeded with ``eval_seed``
-    (chunks of 256 examples, so example i does not depend on the batch size or the run seed).
+    Held-out splits 'test' and 'val': ``num_eval_examples`` examples each from generators
+    seeded with ``eval_seed`` (chunks of 256 examples, so example i does not depend on the
+    batch size or the run seed).
 
     Shapes: -> bits real (B, *shape), e.g. shape [512] gives (B, 512) and [K, N] gives (B, K, N);
             the last dim binds N.
@@ -114,7 +99,7 @@ class Bits(_RandomSource):
     def bind_dims(cls, p):
         return {"N": int(p["shape"][-1])} if p["shape"] else {}
 
-    def draw(self, n, g):
+    def sample(self, n, g):
         return torch.randint(0, 2, (n, *self.shape), generator=g).float()
 
 
@@ -152,7 +137,7 @@ class Symbols(_RandomSource):
         if self.p.energy < 0:
             raise ValueError("source.symbols: energy must be >= 0")
 
-    def draw(self, n, g):
+    def sample(self, n, g):
         m, scale = self.p.bits_per_symbol, math.sqrt(self.p.energy)
         if m == 0:
             ab = torch.randn(n, *self.shape, 2, generator=g)
@@ -162,9 +147,9 @@ class Symbols(_RandomSource):
         return pts[idx] * scale
 
 
-# --------------------------------------------------------------------------- layout adapters
+# --------------------------------------------------------------------------- tensor utilities
 
-@register("csirs.reshape")
+@register("tensor.reshape")
 class Reshape(Block):
     """Per-example reshape (the batch axis is kept): x (B, ...) -> x (B, *shape).
 
@@ -184,7 +169,7 @@ class Reshape(Block):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.shape = _shape_list("csirs.reshape", self.p.shape, allow_minus_one=True)
+        self.shape = _shape_list("tensor.reshape", self.p.shape, allow_minus_one=True)
 
     def forward(self, x):
         b = x.shape[0]
@@ -193,13 +178,13 @@ class Reshape(Block):
         n = x[0].numel()
         known = math.prod(s for s in self.shape if s != -1)
         if (-1 in self.shape and n % known) or (-1 not in self.shape and n != known):
-            raise ValueError(f"csirs.reshape: {n} elements per example do not fit shape {self.shape}")
+            raise ValueError(f"tensor.reshape: {n} elements per example do not fit shape {self.shape}")
         shape = [n // known if s == -1 else s for s in self.shape]
         rev = lambda t: t.permute(0, *range(t.dim() - 1, 0, -1))   # noqa: E731  reverse example axes
         return {"x": rev(rev(x).reshape(b, *shape[::-1])).contiguous()}
 
 
-@register("csirs.permute")
+@register("tensor.permute")
 class Permute(Block):
     """Permute axes, the batch axis staying first: x (B, d1, ..., dn) -> x.permute(dims).
 
@@ -218,22 +203,22 @@ class Permute(Block):
         super().__init__(**params)
         d = [int(i) for i in self.p.dims]
         if sorted(d) != list(range(len(d))) or not d or d[0] != 0:
-            raise ValueError(f"csirs.permute: dims {d} must permute 0..{len(d) - 1} with 0 first")
+            raise ValueError(f"tensor.permute: dims {d} must permute 0..{len(d) - 1} with 0 first")
         self.dims = d
 
     def forward(self, x):
         if x.dim() != len(self.dims):
-            raise ValueError(f"csirs.permute: dims {self.dims} need rank {len(self.dims)}, "
+            raise ValueError(f"tensor.permute: dims {self.dims} need rank {len(self.dims)}, "
                              f"got {tuple(x.shape)}")
         return {"x": x.permute(*self.dims).contiguous()}
 
 
-@register("csirs.group")
+@register("tensor.group")
 class Group(Block):
     """Group ``size`` consecutive examples into one frame: x (B, ...) -> x (B/size, size, ...).
 
     For multi-user frames fed by a one-example-per-user source: e.g. 4 consecutive images
-    become the 4 users' payloads of one MU-MIMO OFDM slot; ``csirs.ungroup`` restores one
+    become the 4 users' payloads of one MU-MIMO OFDM slot; ``tensor.ungroup`` restores one
     example per user before the metric sinks, so per-image metrics stay per image.
     CHANGES THE BATCH SIZE between its input and output: B must be a multiple of ``size``
     (choose evaluation batches and held-out sizes accordingly). Differentiable (a view).
@@ -251,14 +236,14 @@ class Group(Block):
     def forward(self, x):
         g = int(self.p.size)
         if g < 1 or x.shape[0] % g:
-            raise ValueError(f"csirs.group: batch {x.shape[0]} is not a multiple of size {g} "
+            raise ValueError(f"tensor.group: batch {x.shape[0]} is not a multiple of size {g} "
                              f"(make the evaluation batch and example count multiples of {g})")
         return {"x": x.reshape(x.shape[0] // g, g, *x.shape[1:])}
 
 
-@register("csirs.ungroup")
+@register("tensor.ungroup")
 class Ungroup(Block):
-    """Inverse of ``csirs.group``: x (B, G, ...) -> x (B*G, ...), frame-major order.
+    """Inverse of ``tensor.group``: x (B, G, ...) -> x (B*G, ...), frame-major order.
 
     CHANGES THE BATCH SIZE. Differentiable (a view).
 
@@ -269,11 +254,11 @@ class Ungroup(Block):
 
     def forward(self, x):
         if x.dim() < 2:
-            raise ValueError(f"csirs.ungroup: needs (B, G, ...), got {tuple(x.shape)}")
+            raise ValueError(f"tensor.ungroup: needs (B, G, ...), got {tuple(x.shape)}")
         return {"x": x.reshape(x.shape[0] * x.shape[1], *x.shape[2:])}
 
 
-@register("csirs.zeros")
+@register("tensor.zeros")
 class Zeros(Block):
     """A complex zero tensor (B, *shape) whose batch size and device come from ``ref``.
 
@@ -289,10 +274,213 @@ class Zeros(Block):
 
     def __init__(self, **params):
         super().__init__(**params)
-        self.shape = _shape_list("csirs.zeros", self.p.shape)
+        self.shape = _shape_list("tensor.zeros", self.p.shape)
 
     def forward(self, ref):
         return {"x": torch.zeros(ref.shape[0], *self.shape, dtype=torch.complex64, device=ref.device)}
+
+
+@register("tensor.stream_map")
+class StreamMap(Block):
+    """Real codeword -> Nt complex streams, the reshape of seed 000 (LCFSC) eq. (1): y in C^(Nt x CL/Nt).
+
+    Each example's real values are flattened in C order (v), consecutive pairs become one
+    complex channel symbol c[n] = v[2n] + j v[2n+1] (docs/conventions.md), and the L
+    symbols are split row-major over the antennas: antenna a sends c[a T : (a+1) T],
+    T = L / Nt. L must be a multiple of Nt. No power normalisation (``channel.power_norm``
+    with power = 1/Nt after this block gives E||x_t||^2 = 1 summed over the antennas).
+
+    Shapes: x real (B, ...) with 2 Nt T values per example -> x complex (B, Nt, T).
+    """
+    inputs = {"x": Port("real", ("B", "..."), doc="real codeword (any shape per example)")}
+    outputs = {"x": Port("complex", ("B", "Nt", "T"), tag="symbols", doc="streams, one row per antenna")}
+    params = {"nt": Param(int, 2, "transmit antennas Nt")}
+
+    @classmethod
+    def bind_dims(cls, p):
+        return {"Nt": p["nt"]}
+
+    def forward(self, x):
+        b = x.shape[0]
+        v = x.reshape(b, -1)
+        if v.shape[1] % (2 * self.p.nt):
+            raise ValueError(f"tensor.stream_map: {v.shape[1]} real values per example cannot fill "
+                             f"{self.p.nt} streams of complex symbols (need a multiple of 2*Nt = {2 * self.p.nt})")
+        c = torch.view_as_complex(v.reshape(b, -1, 2).contiguous())
+        return {"x": c.reshape(b, self.p.nt, -1)}
+
+
+@register("tensor.stream_unmap")
+class StreamUnmap(Block):
+    """Nt complex streams -> real codeword: the inverse of ``tensor.stream_map`` (seed 000 LCFSC,
+    Sec. II-B: "the received semantics are reshaped as C_L and converted to real-valued sequence").
+
+    Rows are concatenated (antenna 0 first), each complex symbol becomes the pair
+    (Re, Im), and the result is reshaped to (B, *shape); ``shape: []`` keeps it flat.
+
+    Shapes: x complex (B, Nt, T) -> x real (B, *shape) with prod(shape) = 2 Nt T.
+    """
+    inputs = {"x": Port("complex", ("B", "Nt", "T"), tag="symbols", doc="per-stream estimates")}
+    outputs = {"x": Port("real", ("B", "..."), doc="real codeword")}
+    params = {"shape": Param(list, [], "per-example output shape, e.g. [N, c_out]; [] = flat (2 Nt T,)")}
+
+    def forward(self, x):
+        b = x.shape[0]
+        v = torch.view_as_real(x.reshape(b, -1).contiguous()).reshape(b, -1)
+        shape = [int(s) for s in self.p.shape]
+        if shape:
+            if math.prod(shape) != v.shape[1]:
+                raise ValueError(f"tensor.stream_unmap: {v.shape[1]} real values per example do not fit "
+                                 f"shape {shape}")
+            v = v.reshape(b, *shape)
+        return {"x": v}
+
+
+def _example_axis(where: str, dim: int, rank: int) -> int:
+    """A per-example axis (never the batch axis 0) of a rank-``rank`` tensor, as a positive index."""
+    d = dim + rank if dim < 0 else dim
+    if not 1 <= d < rank:
+        raise ValueError(f"{where}: dim {dim} is not a per-example axis of a rank-{rank} tensor "
+                         f"(the batch axis 0 cannot be used)")
+    return d
+
+
+@register("tensor.concat")
+class Concat(Block):
+    """Concatenate two to four tensors along one per-example axis: x = [a; b; c; d].
+
+    For symbol assembly such as seed 004 (SGD-JSCC) Sec. III-B1, z = [f; o]: the image
+    latent (B, 128) and the edge-map code (B, 24) share one channel use block (B, 152).
+    Any kind (real, complex, int, bool), but all inputs of one kind; every axis except
+    ``dim`` must agree. ``tensor.split`` undoes it. Differentiable.
+
+    Shapes: a any (B, ...), b any (B, ...), c, d optional (B, ...) -> x any (B, ...), the
+            sizes along ``dim`` added.
+    """
+    inputs = {"a": Port("any", ("B", "..."), doc="first part"),
+              "b": Port("any", ("B", "..."), doc="second part"),
+              "c": Port("any", ("B", "..."), optional=True, doc="third part (optional)"),
+              "d": Port("any", ("B", "..."), optional=True, doc="fourth part (optional)")}
+    outputs = {"x": Port("any", ("B", "..."), doc="concatenation")}
+    params = {"dim": Param(int, -1, "per-example axis to join along (negative counts from the end; "
+                                    "0, the batch axis, is refused)")}
+
+    def forward(self, a, b, c=None, d=None):
+        parts = [t for t in (a, b, c, d) if t is not None]
+        kinds = {tensor_kind(t) for t in parts}
+        if len(kinds) > 1:
+            raise ValueError(f"tensor.concat: inputs of different kinds {sorted(kinds)}; convert first")
+        dim = _example_axis("tensor.concat", self.p.dim, a.dim())
+        try:
+            return {"x": torch.cat(parts, dim=dim)}
+        except RuntimeError:
+            shapes = ", ".join(str(tuple(t.shape)) for t in parts)
+            raise ValueError(f"tensor.concat: shapes {shapes} differ outside dim {self.p.dim}") from None
+
+
+@register("tensor.split")
+class Split(Block):
+    """Split one tensor in two along a per-example axis: the inverse of ``tensor.concat``.
+
+    ``sizes: [Na, Nb]`` along ``dim``; one of them may be -1 (the rest). E.g. seed 004
+    (SGD-JSCC): the received (B, 152) symbols -> image latent a (B, 128) and edge code
+    b (B, 24). For three parts chain two splits. Any kind. Differentiable (views).
+
+    Shapes: x any (B, ...) -> a any (B, ...), b any (B, ...) (Na and Nb along dim).
+    """
+    inputs = {"x": Port("any", ("B", "..."), doc="tensor to split")}
+    outputs = {"a": Port("any", ("B", "..."), doc="first Na entries along dim"),
+               "b": Port("any", ("B", "..."), doc="the remaining Nb entries")}
+    params = {"sizes": Param(list, [1, -1], "[Na, Nb]: sizes of the two parts along dim (one may be -1)"),
+              "dim": Param(int, -1, "per-example axis to split (negative counts from the end)")}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        sizes = _shape_list("tensor.split", self.p.sizes, allow_minus_one=True)
+        if len(sizes) != 2 or sizes == [-1, -1]:
+            raise ValueError(f"tensor.split: sizes {sizes} must be two sizes [Na, Nb], at most one -1")
+        self.sizes = sizes
+
+    def forward(self, x):
+        dim = _example_axis("tensor.split", self.p.dim, x.dim())
+        n = x.shape[dim]
+        na, nb = self.sizes
+        na, nb = (n - nb if na == -1 else na), (n - na if nb == -1 else nb)
+        if na < 1 or nb < 1 or na + nb != n:
+            raise ValueError(f"tensor.split: axis {self.p.dim} of {tuple(x.shape)} has {n} entries, "
+                             f"not sizes {self.sizes}")
+        a, b = torch.split(x, [na, nb], dim=dim)
+        return {"a": a, "b": b}
+
+
+def _matmul_operands(where: str, a, b):
+    """Both operands real or complex of one dtype: a real one is promoted to the other's."""
+    for t in (a, b):
+        if not (t.is_floating_point() or t.is_complex()):
+            raise ValueError(f"{where}: needs real or complex operands, got {t.dtype}")
+    if a.is_complex() and not b.is_complex():
+        return a, b.to(a.dtype)
+    return a.to(b.dtype), b      # a real a meets a complex b, or two precisions of one kind
+
+
+@register("tensor.matmul")
+class MatMul(Block):
+    """Batched matrix product over the last two axes, c = a b (e.g. an effective channel H W).
+
+    The leading axes broadcast as in ``torch.matmul``: a singleton axis of one operand is
+    repeated over the other's, so a static channel (B, 1, Nr, Nt) meets precoders of every
+    OFDM symbol (B, S, Nt, K). A real operand is promoted to the other's complex dtype.
+    Main use: the effective channel H_eff = H W of a precoded link, which a receive
+    combiner needs to undo precoding and channel together; e.g. SVD precoding followed by
+    LMMSE detection (graphs/examples/svd_mmse.yaml): a = h (B, Nr, Nt), b = w (B, Nt, S)
+    -> c = H W (B, Nr, S) -> ``combiner.mmse`` with ``stream_power: 1``. Differentiable.
+
+    Shapes: a real/complex (B, ..., M, N), b real/complex (B, ..., N, P) -> c (B, ..., M, P).
+    """
+    inputs = {"a": Port("any", ("B", "...", "M", "N"), doc="left factor, e.g. the channel H"),
+              "b": Port("any", ("B", "...", "N", "P"), doc="right factor, e.g. the precoder W")}
+    outputs = {"c": Port("any", ("B", "...", "M", "P"), doc="product a b")}
+
+    def forward(self, a, b):
+        if a.dim() < 3 or b.dim() < 3 or a.shape[-1] != b.shape[-2]:
+            raise ValueError(f"tensor.matmul: a {tuple(a.shape)} and b {tuple(b.shape)} do not "
+                             f"multiply (expects (B, ..., M, N) and (B, ..., N, P))")
+        a, b = _matmul_operands("tensor.matmul", a, b)
+        try:
+            return {"c": a @ b}
+        except RuntimeError:
+            raise ValueError(f"tensor.matmul: leading axes of a {tuple(a.shape)} and b {tuple(b.shape)} "
+                             f"do not broadcast") from None
+
+
+@register("tensor.effective_channel")
+class EffectiveChannel(Block):
+    """Effective channel per resource element in the OFDM layout: h_eff = H W on every (s, f).
+
+    h_eff[b, k, l, s, f] = sum_n h[b, k, n, s, f] w[b, n, l, s, f]: user k's gain on stream
+    l after precoding (seed 003 MU-MIMO OFDM eqs. 1-2; the per-RE product that seed 001 Deep
+    JSCBF's MMSE receiver needs). h is the layout of the OFDM channels, w that of
+    ``precoder.ofdm``; a singleton OFDM-symbol axis (S = 1, a static channel, or a precoder
+    computed once per subcarrier) is broadcast over the other's S. The result has the
+    channel layout with L streams in place of the Nt antennas, so receivers that take h
+    (``combiner.lmmse_ofdm``) take h_eff. Differentiable.
+
+    Shapes: h complex (B, K, Nt, S, F), w complex (B, Nt, L, Sw, F), S = Sw or one of them 1
+            -> h_eff complex (B, K, L, max(S, Sw), F).
+    """
+    inputs = {"h": Port("complex", ("B", "K", "Nt", "S", "F"), tag="csi", doc="channel per user and RE"),
+              "w": Port("complex", ("B", "Nt", "L", "Sw", "F"), tag="csi", doc="precoding vectors per RE")}
+    outputs = {"h_eff": Port("complex", ("B", "K", "L", "Se", "F"), tag="csi", doc="H W per RE")}
+
+    def forward(self, h, w):
+        if h.dim() != 5 or w.dim() != 5 or h.shape[2] != w.shape[1] or h.shape[4] != w.shape[4] \
+                or (h.shape[3] != w.shape[3] and 1 not in (h.shape[3], w.shape[3])):
+            raise ValueError(f"tensor.effective_channel: h {tuple(h.shape)} and w {tuple(w.shape)} do not fit "
+                             f"(expects h (B, K, Nt, S, F) and w (B, Nt, L, S or 1, F))")
+        h, w = _matmul_operands("tensor.effective_channel", h, w)
+        # per-RE matrices (B, S, F, K, Nt) @ (B, Sw, F, Nt, L); matmul broadcasts S against Sw
+        prod = h.permute(0, 3, 4, 1, 2) @ w.permute(0, 3, 4, 1, 2)
+        return {"h_eff": prod.permute(0, 3, 4, 1, 2).contiguous()}
 
 
 # --------------------------------------------------------------------------- channel helpers
@@ -306,15 +494,19 @@ class Apply(Block):
     """Apply a GIVEN channel: y[b,k,...] = sum_n h[b,k,n,...] x[b,n,...] + n, n ~ CN(0, N0).
 
     The data phase of a closed-loop frame whose channel was drawn by another block (e.g. a
-    38.901 block ``channel.umi`` run on ``csirs.zeros`` with ``add_noise: false``): the
+    38.901 block ``channel.umi`` run on ``tensor.zeros`` with ``add_noise: false``): the
     precoder sees that h, and this block sends the precoded signal through the same h. The
     flat counterpart is ``channel.mimo_flat`` with its ``h`` input. SNR convention as every
     channel block (docs/conventions.md): x carries total energy 1 per channel use summed over
     the Nt antennas, entries of h have unit average gain, N0 = 10^(-snr_db/10) per receive
     antenna. Differentiable in x and h.
 
-    Shapes: x complex (B, Nt, ...), h complex (B, K, Nt, ...) with the same trailing dims
-            (OFDM: x (B, Nt, S, F), h (B, K, Nt, S, F)) -> y complex (B, K, ...).
+    A singleton trailing axis of h is broadcast over x's: a static channel h (B, K, Nt, 1, F)
+    (one draw per frame) serves an L-symbol pilot frame x (B, Nt, L, F) and a Q-symbol data
+    frame x (B, Nt, Q, F) alike, exactly as if h were expanded to every OFDM symbol.
+
+    Shapes: x complex (B, Nt, ...), h complex (B, K, Nt, ...) with the same trailing dims or
+            1 (OFDM: x (B, Nt, S, F), h (B, K, Nt, S or 1, F)) -> y complex (B, K, ...).
     """
     inputs = {"x": Port("complex", ("B", "Nt", "..."), tag="symbols", doc="transmit signal"),
               "h": Port("complex", ("B", "K", "Nt", "..."), tag="csi", doc="channel to apply")}
@@ -325,9 +517,11 @@ class Apply(Block):
     channel_input = "x"
 
     def forward(self, x, h):
-        if h.dim() != x.dim() + 1 or h.shape[0] != x.shape[0] or h.shape[2:] != x.shape[1:]:
+        fits = h.dim() == x.dim() + 1 and h.shape[0] == x.shape[0] and h.shape[2] == x.shape[1] \
+            and all(dh in (dx, 1) for dh, dx in zip(h.shape[3:], x.shape[2:]))
+        if not fits:
             raise ValueError(f"channel.apply: h {tuple(h.shape)} does not fit x {tuple(x.shape)} "
-                             f"(expects h (B, K, Nt, ...) for x (B, Nt, ...))")
+                             f"(expects h (B, K, Nt, ...) for x (B, Nt, ...), trailing axes equal or 1)")
         y = (h * x.unsqueeze(1).to(h.dtype)).sum(dim=2)
         if self.p.add_noise:
             ab = torch.randn(*y.shape, 2, dtype=y.real.dtype, device=y.device)
@@ -382,3 +576,10 @@ class Mean(Sink):
         if x.is_complex():
             raise ValueError("sink.mean: complex input; reduce it to a real quantity first")
         return {"value": x.reshape(x.shape[0], -1).float().mean(dim=1)}
+
+
+#: ids the tensor utilities had before the ``tensor`` stage; accepted until graph format 2
+DEPRECATED_IDS = {f"csirs.{n}": f"tensor.{n}"
+                  for n in ("reshape", "permute", "group", "ungroup", "zeros", "stream_map", "stream_unmap")}
+for _old, _new in DEPRECATED_IDS.items():
+    deprecate(_old, _new)

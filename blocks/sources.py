@@ -1,10 +1,18 @@
-"""Source blocks: natural-image crops (bundled photos, a folder, CIFAR-10) and colour digits.
+"""Source blocks: natural images (bundled photos, a folder or .tar, CIFAR-10), colour digits,
+procedural labelled shapes, and the seeded-random-source base class.
 
 Nothing here downloads. ``source.images`` with ``dataset: bundled`` crops the colour
 photos that ship inside installed packages (scikit-image, scikit-learn, matplotlib);
-``source.digits`` is scikit-learn's 8x8 digits, upscaled and tinted. Train/eval splits
-are fixed and documented in docs/datasets.md. Decoded data is cached per process, so
-building a block twice costs nothing the second time.
+``dataset: folder`` reads a folder or an uncompressed .tar in place (class folders give
+labels); ``source.digits`` is scikit-learn's 8x8 digits, upscaled and tinted;
+``source.shapes`` draws labelled shapes for segmentation. Train/held-out splits are fixed
+and documented in docs/datasets.md. Decoded data is cached per process, so building a
+block twice costs nothing the second time.
+
+Held-out splits (the source contract): ``eval_batches(batch, split)`` and
+``num_eval_examples(split)`` serve split "test", and "val" (disjoint from train and test)
+where the dataset has one; any other split, or a missing val split, is a one-line
+SemflowError naming the block. ``dataset_info`` says what the numbers are measured on.
 
 Randomness: training batches draw only from ``self.generator`` (saved in checkpoints by
 :class:`Source`); evaluation never touches it, so the held-out set is the same for every
@@ -13,8 +21,11 @@ seed and every call.
 from __future__ import annotations
 
 import importlib.util
+import io
+import mmap
 import os
 import pickle
+import tarfile
 from pathlib import Path
 
 import numpy as np
@@ -49,6 +60,7 @@ FLAT_STD = 0.02
 IMAGE_EXTS = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = "test_batch"
+CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
 _CACHE: dict = {}   # decoded data shared by every block of this process
 
@@ -69,9 +81,10 @@ def _package_file(package: str, rel: str) -> str | None:
     return None
 
 
-def _read_image(path: str, short_side: int, min_side: int) -> torch.Tensor:
-    """Decode an image to uint8 (3, H, W). A larger image is downscaled so min(H, W) =
-    short_side (0: keep native); any image is upscaled so min(H, W) >= min_side (the crop)."""
+def _read_image(path, short_side: int, min_side: int) -> torch.Tensor:
+    """Decode an image (a path or a file object) to uint8 (3, H, W). A larger image is
+    downscaled so min(H, W) = short_side (0: keep native); any image is upscaled so
+    min(H, W) >= min_side (the crop)."""
     from PIL import Image
 
     with Image.open(path) as im:
@@ -144,19 +157,51 @@ def _even_subset(n: int, cap: int) -> torch.Tensor:
     return torch.linspace(0, n - 1, cap).round().long()
 
 
-class _Data:
-    """One dataset split in memory.
+# ----------------------------------------------------------------------------- splits
 
-    train: a list of uint8 photos (3, H, W), each at least size x size (bundled, folder),
-           or one uint8 array (N, 3, h, w) of equal-size images (CIFAR-10).
-    eval_x: uint8 (M, 3, h, w), already size x size except for CIFAR-10 (fitted per batch).
+#: the held-out splits a source may serve (contract 2): test, and a validation split
+#: disjoint from train and test where the dataset has one
+EVAL_SPLITS = ("test", "val")
+
+
+def split_error(block, split: str, reason: str) -> SemflowError:
+    """The one-line error for a held-out split a source does not have (or an unknown one)."""
+    if split not in EVAL_SPLITS:
+        reason = f"unknown split (splits: {', '.join(EVAL_SPLITS)})"
+    return SemflowError(f"block '{block.name}' ({block.type_id}): no '{split}' split: {reason}")
+
+
+class _Split:
+    """One held-out split: uint8 images (a tensor (M, 3, h, w) of equal-size images or a lazy
+    sequence of (3, H, W) images), labels (M,) and the names of what they come from."""
+
+    def __init__(self, images, labels, names):
+        self.images, self.labels, self.names = images, labels, list(names)
+
+    def __len__(self):
+        return len(self.labels)
+
+    def batch(self, idx: torch.Tensor, size: int) -> torch.Tensor:
+        """Images ``idx`` as float (n, 3, size, size): centre crops (fitted per batch)."""
+        if isinstance(self.images, torch.Tensor):
+            return _fit(self.images[idx], size, "center", None)
+        return torch.stack([_center(self.images[i], size) for i in idx.tolist()]).float() / 255.0
+
+
+class _Data:
+    """A dataset in memory (or decoded on demand): the training images and the held-out splits.
+
+    train: a list-like of uint8 photos (3, H, W), each at least size x size (bundled, folder),
+           or one uint8 array (N, 3, h, w) of equal-size images (CIFAR-10 batches).
+    splits: {"test": _Split, "val": _Split or None}.
     positions: optional per-photo tables of non-flat crop corners (bundled photos).
+    info: what ``dataset_info`` reports beside the counts (classes, how the split was made).
     """
 
-    def __init__(self, train, train_y, eval_x, eval_y, train_names, test_names, positions=None):
-        self.train, self.train_y = train, train_y
-        self.eval_x, self.eval_y = eval_x, eval_y
-        self.train_names, self.test_names = list(train_names), list(test_names)
+    def __init__(self, train, train_y, train_names, splits, positions=None, info=None):
+        self.train, self.train_y, self.train_names = train, train_y, list(train_names)
+        self.splits = splits
+        self.info = dict(info or {})
         self.positions = positions
         if positions is not None:
             self.pos_all = torch.cat(positions)
@@ -194,6 +239,258 @@ class _Data:
         return x, y
 
 
+# ----------------------------------------------------------------------------- files: folders and tars
+
+#: split folder names (any case); ``train/`` + ``test/`` or ``training/`` + ``testing/``, ...
+SPLIT_DIRS = {"train": ("train", "training"), "test": ("test", "testing"), "val": ("val", "valid", "validation")}
+#: datasets with at most this many files are decoded when the block is built (a bad file is
+#: reported at once); larger ones are decoded on first use and then kept in memory
+EAGER_DECODE = 2000
+
+
+_IMAGE_SUFFIXES = tuple(IMAGE_EXTS)
+
+
+def _is_image(rel: str) -> bool:
+    """An image file name, not hidden nor in a hidden folder (``._x.png``, ``.ipynb_checkpoints/``,
+    ``__MACOSX/``). Plain string tests: pathlib costs seconds on 50,000 names."""
+    return rel.lower().endswith(_IMAGE_SUFFIXES) and "/." not in "/" + rel and "__MACOSX/" not in rel
+
+
+def _stem(rel: str) -> str:
+    """The file name without its extension."""
+    name = rel[rel.rfind("/") + 1:]
+    dot = name.rfind(".")
+    return name[:dot] if dot > 0 else name
+
+
+class _NeedTarfile(Exception):
+    """The fast tar scan met a header it does not read: let tarfile read the archive."""
+
+
+def _scan_tar(path: str) -> dict[str, tuple[int, int]]:
+    """name -> (data offset, size) of every regular file of a plain ustar/GNU tar, reading
+    only the 512-byte headers (tarfile parses 50,000 headers several times slower). Anything
+    unusual (pax per-file headers, GNU long names, links, a bad checksum, an empty or
+    truncated file) raises _NeedTarfile."""
+    members, heads, checksums = {}, [], []
+    with open(path, "rb") as f:
+        if os.fstat(f.fileno()).st_size < 1024:
+            raise _NeedTarfile
+        with mmap.mmap(f.fileno(), 0, access=mmap.ACCESS_READ) as mm:
+            pos = 0
+            while True:
+                h = mm[pos:pos + 512]
+                if len(h) < 512:
+                    raise _NeedTarfile
+                if h.count(0) == 512:                              # end-of-archive block
+                    break
+                try:
+                    checksums.append(int(h[148:156].strip(b" \0") or b"0", 8))
+                    size = int(h[124:136].strip(b" \0") or b"0", 8)
+                except ValueError:
+                    raise _NeedTarfile from None
+                heads.append(h)
+                kind, name = h[156:157], h[:100].split(b"\0", 1)[0]
+                if h[257:263] == b"ustar\0":                       # POSIX: a prefix holds long paths
+                    prefix = h[345:500].split(b"\0", 1)[0]
+                    if prefix:
+                        name = prefix + b"/" + name
+                data = pos + 512
+                if kind in (b"0", b"\0", b"7"):
+                    members[name.decode("utf-8", "surrogateescape")] = (data, size)
+                elif kind == b"g":                                 # pax global header (git archive)
+                    records = mm[data:data + size].split(b"\n")
+                    if any(r.split(b" ", 1)[1].split(b"=", 1)[0] != b"comment" for r in records if b" " in r):
+                        raise _NeedTarfile
+                elif kind not in (b"5", b"3", b"4", b"6"):         # not a dir, device or fifo
+                    raise _NeedTarfile
+                pos = data + (size + 511) // 512 * 512
+    # every header's checksum at once: its byte sum with the 8 chksum bytes counted as spaces
+    block = np.frombuffer(b"".join(heads), dtype=np.uint8).reshape(-1, 512)
+    sums = block.sum(1, dtype=np.int64) - block[:, 148:156].sum(1, dtype=np.int64) + 8 * 32
+    if not np.array_equal(sums, np.asarray(checksums, dtype=np.int64)):
+        raise _NeedTarfile
+    return members
+
+
+def _tar_index(path: str, where: str) -> dict[str, tuple[int, int]]:
+    st = os.stat(path)
+
+    def make():
+        try:
+            return _scan_tar(path)
+        except _NeedTarfile:
+            pass
+        try:
+            with tarfile.open(path, "r:") as tf:
+                return {m.name: (m.offset_data, m.size) for m in tf if m.isfile()}
+        except tarfile.ReadError as exc:
+            raise SemflowError(f"{where}: not an uncompressed .tar archive ({exc}); a compressed "
+                               f"archive cannot be read in place: unpack it or decompress it to .tar") from None
+    return _cached(("tar", os.path.realpath(path), st.st_mtime_ns, st.st_size), make)
+
+
+class _FileTree:
+    """The image files of a folder (recursive) or of an uncompressed .tar read in place.
+
+    files: relative posix paths (tar member names), sorted; ``open(rel)`` gives what Pillow
+    reads; ``key(rel)`` identifies the file's content for the decode cache."""
+
+    def __init__(self, path: str, where: str):
+        self.path, self.where = path, where
+        root = Path(path).expanduser()
+        if root.is_dir():
+            self.tar = None
+            self.root = root
+            self.files = sorted(p.relative_to(root).as_posix() for p in root.rglob("*")
+                                if p.is_file() and _is_image(p.relative_to(root).as_posix()))
+        elif root.is_file():
+            self.tar = os.path.realpath(root)
+            self.members = _tar_index(self.tar, where)
+            self.tar_stamp = os.stat(self.tar).st_mtime_ns
+            self.files = sorted(n for n in self.members if _is_image(n))
+        else:
+            raise SemflowError(f"{where}: no such folder or .tar file")
+
+    def open(self, rel: str):
+        if self.tar is None:
+            return str(self.root / rel)
+        offset, size = self.members[rel]
+        with open(self.tar, "rb") as fh:
+            fh.seek(offset)
+            return io.BytesIO(fh.read(size))
+
+    def key(self, rel: str):
+        if self.tar is None:
+            st = (self.root / rel).stat()
+            return ("file", str((self.root / rel).resolve()), st.st_mtime_ns, st.st_size)
+        return ("tar", self.tar, self.tar_stamp, rel)
+
+
+class _LazyImages:
+    """A sequence of uint8 images (3, H, W) decoded on first access and cached per process."""
+
+    def __init__(self, tree: _FileTree, files: list[str], short_side: int, min_side: int):
+        self.tree, self.files, self.short_side, self.min_side = tree, files, short_side, min_side
+
+    def __len__(self):
+        return len(self.files)
+
+    def __getitem__(self, i: int) -> torch.Tensor:
+        rel = self.files[i]          # IndexError past the end ends iteration
+        try:
+            return _cached((self.tree.key(rel), self.short_side, self.min_side),
+                           lambda: _read_image(self.tree.open(rel), self.short_side, self.min_side))
+        except Exception as exc:
+            raise SemflowError(f"{self.tree.where}: cannot read image '{rel}': "
+                               f"{type(exc).__name__}: {exc}") from None
+
+
+def _split_dirs(files: list[str], where: str) -> tuple[str, dict[str, str]]:
+    """(prefix, {split: folder}) of the split folders at the top of the tree, or one folder
+    below a single wrapper folder (an archive of ``mydata/train/...``)."""
+    def found(names):
+        out = {}
+        for split, options in SPLIT_DIRS.items():
+            hits = sorted(n for n in names if n.lower() in options)
+            if len(hits) > 1:
+                raise SemflowError(f"{where}: both {' and '.join(h + '/' for h in hits)} hold the {split} split")
+            if hits:
+                out[split] = hits[0]
+        return out
+
+    top = found({f.split("/", 1)[0] for f in files if "/" in f})
+    if top:
+        return "", top
+    firsts = {f.split("/", 1)[0] for f in files}
+    if len(firsts) == 1 and all(f.count("/") >= 2 for f in files):
+        wrapper = firsts.pop()
+        inner = found({f.split("/", 2)[1] for f in files})
+        if inner:
+            return wrapper + "/", inner
+    return "", {}
+
+
+def _layout(tree: _FileTree, labels: str, test_every: int, test_per_class: int, val_per_class: int) -> dict:
+    """Which file goes to which split, and its label (see docs/datasets.md, "dataset: folder").
+
+    Returns {"train"/"test"/"val": [relative paths] (val: None when there is none),
+    "classes": [names] or None, "label": {path: index}, "held_out": how test/val were made}."""
+    where = tree.where
+    prefix, dirs = _split_dirs(tree.files, where)
+    if dirs and "train" not in dirs:
+        raise SemflowError(f"{where}: has {'/, '.join(dirs.values())}/ but no train/ (or training/) folder")
+    # files of each split folder, as paths below it (files outside the split folders are not used)
+    parts = {s: [f for f in tree.files if f.startswith(f"{prefix}{d}/")] for s, d in dirs.items()} \
+        if dirs else {"train": list(tree.files)}
+    below = {f: f[len(prefix) + len(dirs[s]) + 1:] if dirs else f for s, fs in parts.items() for f in fs}
+    for s, fs in parts.items():
+        if not fs:
+            raise SemflowError(f"{where}: no images ({', '.join(sorted(IMAGE_EXTS))}) in "
+                               f"'{prefix}{dirs.get(s, '')}'")
+    one_level = all(b.count("/") == 1 for b in below.values())
+    if labels == "folders" and not one_level:
+        bad = next(f for f, b in below.items() if b.count("/") != 1)
+        raise SemflowError(f"{where}: labels: folders needs every image in a class folder directly below "
+                           f"{'the split folder' if dirs else 'path'}; '{bad}' is not")
+    names = sorted({b.split("/", 1)[0] for b in below.values()}) if one_level else []
+    use_folders = labels == "folders" or (labels == "auto" and bool(dirs) and one_level and len(names) >= 2)
+    classes = names if use_folders else None
+    cls_of = (lambda f: below[f].split("/", 1)[0]) if classes else (lambda f: "")  # noqa: E731
+
+    # class -> groups of files sharing a stem (views of one scene), in index order: the
+    # order of each group's first file (dict insertion order over the sorted files)
+    grouped: dict = {}
+    for f in parts["train"]:                                 # tree.files is sorted
+        grouped.setdefault((cls_of(f), _stem(f)), []).append(f)
+    by_class: dict = {}
+    for (c, _), members in grouped.items():
+        by_class.setdefault(c, []).append(members)
+
+    def hold_last(n, what):
+        """Move the last n groups of every class out of by_class; return their files."""
+        held = []
+        for c, groups in by_class.items():
+            if len(groups) <= n:
+                label = f"class '{c}'" if classes else "the dataset"
+                raise SemflowError(f"{where}: {what} = {n} leaves no training images in {label} "
+                                   f"({len(groups)} images)")
+            held += [f for g in groups[len(groups) - n:] for f in g]
+            del groups[len(groups) - n:]
+        return held
+
+    def every_th():
+        nonlocal by_class
+        if sum(len(gs) for gs in by_class.values()) < 2:
+            raise SemflowError(f"{where}: found 1 image; need at least 2 to split train/test")
+        held = [f for gs in by_class.values() for g in gs[::test_every] for f in g]
+        by_class = {c: [g for i, g in enumerate(gs) if i % test_every] for c, gs in by_class.items()}
+        return held, f"every {test_every}th image{' per class' if classes else ''} by index, starting with the first"
+
+    def held_out_split(split, per_class, param, otherwise):
+        """(files, how they were chosen) of split 'test' or 'val': the dataset's own folder,
+        else the last ``per_class`` groups of every class, else ``otherwise()``."""
+        if split in dirs:
+            if per_class:
+                raise SemflowError(f"{where}: param '{param}' is for datasets without a {split} split, "
+                                   f"and this one has {prefix}{dirs[split]}/")
+            return parts[split], f"the {prefix}{dirs[split]}/ folder"
+        if per_class:
+            return hold_last(per_class, param), (f"the last {per_class} {'training ' if split == 'val' else ''}"
+                                                 f"images per {'class' if classes else 'dataset'} by index")
+        return otherwise()
+
+    test, held_out = held_out_split("test", test_per_class, "test_per_class", every_th)
+    val, val_from = held_out_split("val", val_per_class, "val_per_class", lambda: (None, None))
+    train = [f for gs in by_class.values() for g in gs for f in g]
+    index = {c: i for i, c in enumerate(classes or [])}
+    label = {f: index[cls_of(f)] for f in below} if classes else dict.fromkeys(below, -1)
+    return {"train": sorted(train), "test": sorted(test), "val": None if val is None else sorted(val),
+            "classes": classes, "label": label, "held_out": held_out, "val_from": val_from,
+            "layout": "class folders" if classes else "unlabelled files"}
+
+
 # ----------------------------------------------------------------------------- loaders
 
 def _load_bundled(short_side: int, size: int) -> _Data:
@@ -216,54 +513,43 @@ def _load_bundled(short_side: int, size: int) -> _Data:
                     positions.append(pos)
                     train_names.append(name)
         eval_x = torch.cat(eval_crops)
-        return _Data(train, torch.full((len(train),), -1, dtype=torch.long), eval_x,
-                     torch.full((len(eval_x),), -1, dtype=torch.long),
-                     train_names, list(TEST_PHOTOS), positions)
+        test = _Split(eval_x, torch.full((len(eval_x),), -1, dtype=torch.long), TEST_PHOTOS)
+        return _Data(train, torch.full((len(train),), -1, dtype=torch.long), train_names,
+                     {"test": test, "val": None}, positions,
+                     info={"held_out": f"grid crops of the held-out photos {', '.join(TEST_PHOTOS)}"})
     return _cached(("bundled", short_side, size), make)
 
 
-def _list_images(root: Path) -> list[Path]:
-    return sorted((p for p in root.rglob("*")
-                   if p.is_file() and p.suffix.lower() in IMAGE_EXTS and not p.name.startswith(".")),
-                  key=lambda p: p.relative_to(root).as_posix())
-
-
-def _load_folder(path: str, short_side: int, size: int, test_every: int) -> _Data:
+def _load_folder(path: str, short_side: int, size: int, test_every: int, labels: str,
+                 test_per_class: int, val_per_class: int) -> _Data:
     where = f"source.images: param 'path' = '{path}'"
-    root = Path(path).expanduser()
     if not path:
-        raise SemflowError("source.images: dataset 'folder' needs param 'path' (a folder of images)")
-    if not root.is_dir():
-        raise SemflowError(f"{where}: no such folder")
-    if (root / "train").is_dir() and (root / "test").is_dir():
-        train_files, test_files = _list_images(root / "train"), _list_images(root / "test")
-        for sub, files in (("train", train_files), ("test", test_files)):
-            if not files:
-                raise SemflowError(f"{where}: no images (png/jpg) in '{root / sub}'")
-    else:
-        files = _list_images(root)
-        if len(files) < 2:
-            raise SemflowError(f"{where}: found {len(files)} images (png/jpg); "
-                               f"need at least 2 to split train/test")
-        test_files = files[::test_every]     # files 0, test_every, 2*test_every, ... in sorted order
-        train_files = [f for i, f in enumerate(files) if i % test_every]
+        raise SemflowError("source.images: dataset 'folder' needs param 'path' (a folder of images "
+                           "or an uncompressed .tar of one)")
+    tree = _FileTree(path, where)
+    if not tree.files:
+        raise SemflowError(f"{where}: no images ({', '.join(sorted(IMAGE_EXTS))}) found")
 
-    def decode(f: Path) -> torch.Tensor:
-        st = f.stat()
-        try:
-            return _cached(("file", str(f.resolve()), st.st_mtime_ns, st.st_size, short_side, size),
-                           lambda: _read_image(str(f), short_side, size))
-        except Exception as exc:
-            raise SemflowError(f"{where}: cannot read image '{f}': {type(exc).__name__}: {exc}") from None
-
-    train = [decode(f) for f in train_files]
-    eval_x = torch.stack([_center(decode(f), size) for f in test_files])
-    rel = lambda fs: [f.relative_to(root).as_posix() for f in fs]   # noqa: E731
-    return _Data(train, torch.full((len(train),), -1, dtype=torch.long), eval_x,
-                 torch.full((len(eval_x),), -1, dtype=torch.long), rel(train_files), rel(test_files))
+    def make():
+        lay = _layout(tree, labels, test_every, test_per_class, val_per_class)
+        lab = lambda fs: torch.tensor([lay["label"][f] for f in fs], dtype=torch.long)  # noqa: E731
+        images = {s: None if lay[s] is None else _LazyImages(tree, lay[s], short_side, size)
+                  for s in ("train", "test", "val")}
+        if sum(len(v) for v in images.values() if v is not None) <= EAGER_DECODE:
+            for seq in filter(None, images.values()):   # small sets: any unreadable file fails now
+                for i in range(len(seq)):
+                    seq[i]
+        splits = {s: None if lay[s] is None else _Split(images[s], lab(lay[s]), lay[s]) for s in EVAL_SPLITS}
+        info = {k: lay[k] for k in ("classes", "held_out", "val_from", "layout")}
+        info["archive"] = tree.tar is not None
+        return _Data(images["train"], lab(lay["train"]), lay["train"], splits, info=info)
+    if tree.tar is None:     # a folder is listed afresh every time (its files may change)
+        return make()
+    return _cached(("tar-data", tree.tar, tree.tar_stamp, short_side, size, test_every, labels,
+                    test_per_class, val_per_class), make)
 
 
-def _load_cifar10(path: str) -> _Data:
+def _load_cifar10(path: str, val_per_class: int) -> _Data:
     if not path:
         raise SemflowError("source.images: dataset 'cifar10' needs param 'path' "
                            "(the 'cifar-10-batches-py' folder or its parent)")
@@ -292,11 +578,24 @@ def _load_cifar10(path: str) -> _Data:
 
     def make():
         parts = [read(n) for n in CIFAR_TRAIN]
+        x, y = torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts])
+        val = None
+        if val_per_class:       # the last val_per_class training images of each class, file order
+            held = torch.zeros(len(y), dtype=torch.bool)
+            for c in range(10):
+                members = (y == c).nonzero().squeeze(1)
+                if len(members) <= val_per_class:
+                    raise SemflowError(f"source.images: val_per_class = {val_per_class} leaves no training "
+                                       f"images of CIFAR-10 class {c} ({len(members)} images)")
+                held[members[len(members) - val_per_class:]] = True
+            val = _Split(x[held], y[held], [f"last {val_per_class} per class of data_batch_1..5"])
+            x, y = x[~held], y[~held]
         test_x, test_y = read(CIFAR_TEST)
-        return _Data(torch.cat([p[0] for p in parts]), torch.cat([p[1] for p in parts]),
-                     test_x, test_y, CIFAR_TRAIN, [CIFAR_TEST])
+        return _Data(x, y, CIFAR_TRAIN, {"test": _Split(test_x, test_y, [CIFAR_TEST]), "val": val},
+                     info={"classes": list(CIFAR_CLASSES), "held_out": "test_batch",
+                           "val_from": val.names[0] if val is not None else None})
     key = tuple((folder / n).stat().st_mtime_ns for n in CIFAR_TRAIN + (CIFAR_TEST,))
-    return _cached(("cifar10", str(folder.resolve()), key), make)
+    return _cached(("cifar10", str(folder.resolve()), key, val_per_class), make)
 
 
 # ----------------------------------------------------------------------------- blocks
@@ -307,13 +606,6 @@ def _check_min(where: str, p, **minimums) -> None:
             raise SemflowError(f"{where}: param '{name}' must be >= {lo}, got {p[name]}")
 
 
-def _to_batches(x_of, y_of, n: int, batch: int, device):
-    """Yield {"image", "label"} over items 0..n-1 in order, ``batch`` at a time."""
-    for a in range(0, n, batch):
-        b = min(a + batch, n)
-        yield {"image": x_of(a, b).to(device), "label": y_of(a, b).to(device)}
-
-
 _COMMON_PARAMS = {
     "size": Param(int, 32, "crop side: images are size x size (binds H = W = size)"),
     "batch": Param(int, 16, "training batch size B of forward()"),
@@ -321,10 +613,16 @@ _COMMON_PARAMS = {
                                 "batch_size passed to eval_batches() takes precedence"),
     "eval_images": Param(int, 0, "cap on the evaluation set size (0 = the whole held-out "
                                  "set); the kept examples are spread evenly over it"),
+    "eval_repeats": Param(int, 1, "R: evaluation passes over the held-out examples (R > 1 with "
+                                  "random channels gives fresh channel and noise draws per pass)"),
+    "val_per_class": Param(int, 0, "validation split: the last N training images of each class "
+                                   "(by index) are held out for split 'val' (0 = no val split, unless "
+                                   "the dataset ships one)"),
 }
 
 
 class _ImageSourceBase(Source):
+    """Held-out plumbing shared by the image sources: splits, the eval_images cap, repeats."""
     outputs = {
         "image": Port("real", ("B", 3, "H", "W"), tag="image", doc="images in [0, 1], float32"),
         "label": Port("int", ("B",), tag="label", doc="class index, -1 when unlabelled"),
@@ -337,38 +635,81 @@ class _ImageSourceBase(Source):
     def eval_batch_size(self, requested: int = 0) -> int:
         return requested if requested and requested > 0 else (self.p.eval_batch or self.p.batch)
 
+    # subclasses: _split(split) -> _Split (or raise split_error); _items(split, ids) -> (x, y)
+    group = 1      # images per evaluation example (source.digits with num_users)
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._ids: dict[str, torch.Tensor] = {}     # split -> the examples kept (eval_images cap)
+
+    def _eval_ids(self, split: str) -> torch.Tensor:
+        if split not in self._ids:
+            self._ids[split] = _even_subset(len(self._split(split)) // self.group, self.p.eval_images)
+        return self._ids[split]
+
+    def num_eval_examples(self, split: str = "test") -> int:
+        return len(self._eval_ids(split)) * self.p.eval_repeats
+
+    def eval_batches(self, batch_size: int = 0, split: str = "test"):
+        """The held-out split in a fixed order, ``eval_repeats`` times over (a missing split
+        raises here, not when the batches are first read)."""
+        ids, sp, bs = self._eval_ids(split), self._split(split), self.eval_batch_size(batch_size)
+        return self._batches(ids, sp, bs)
+
+    def _batches(self, ids, sp, bs):
+        for _ in range(self.p.eval_repeats):
+            for a in range(0, len(ids), bs):
+                x, y = self._items(sp, ids[a:a + bs])
+                yield {"image": x.to(self.device), "label": y.to(self.device)}
+
+    def _info(self, dataset: str, path: str, extra: dict) -> dict:
+        splits = {}
+        for s in EVAL_SPLITS:
+            try:
+                splits[s] = self.num_eval_examples(s)
+            except SemflowError:
+                splits[s] = None
+        return {"dataset": dataset, "path": path, "split": "test", "count": splits["test"],
+                "splits": {"train": self.num_train_images(), **splits},
+                "eval_images": self.p.eval_images, "eval_repeats": self.p.eval_repeats, **extra}
+
 
 @register("source.images")
 class ImageSource(_ImageSourceBase):
-    """Natural-image crops: bundled photos (default, offline), a folder, or CIFAR-10.
+    """Natural-image crops: bundled photos (default, offline), a folder or .tar, or CIFAR-10.
 
     forward() -> image real (B, 3, H, W) float32 in [0, 1], H = W = size;
-                 label int (B,) (CIFAR-10 class, or -1: bundled and folder are unlabelled).
+                 label int (B,) (class index, or -1 when unlabelled).
     Training batches (B = batch) are crops drawn with ``self.generator``: random position
     (``crop: random``) or centred (``crop: center``), flipped left-right with probability
-    1/2 when ``flip``. ``eval_batches(n)`` yields the fixed held-out set once, in order:
+    1/2 when ``flip``. ``eval_batches(n, split)`` yields a fixed held-out split ("test", or
+    "val" where the dataset has one) once per ``eval_repeats``, in order:
 
     * bundled: photos shipped in scikit-image / scikit-learn / matplotlib, resized to a
       short side of ``short_side`` px. Test photos (chelsea, coffee) are never trained on;
       eval = non-overlapping grid crops of them. Flat crops (luminance std < 0.02) are
-      never used. 189 eval crops at size 32.
-    * folder: images under ``path`` (recursive); ``train/`` + ``test/`` subfolders if both
-      exist, else every ``test_every``-th file (sorted, starting with the first) is test.
-      eval = one centre crop per test image.
+      never used. 189 eval crops at size 32. No val split.
+    * folder: images under ``path``, a folder (recursive) or an uncompressed .tar read in
+      place; ``train/`` + ``test/`` (or ``training/`` + ``testing/``, and ``val/``)
+      subfolders are the splits; without a test folder, ``test_per_class`` (the last N per
+      class by index) or every ``test_every``-th image is held out; files sharing a stem
+      stay in one split. Class folders (``train/<class>/*.jpg``) give labels, in sorted
+      order (``labels``). eval = one centre crop per held-out image.
     * cifar10: ``data_batch_1..5`` train, ``test_batch`` eval (10000); size < 32 crops,
       size > 32 upscales bilinearly.
     * digits: the labelled colour digits of ``source.digits`` (bundled, 359 eval images),
       so a chain built on ``source.images`` (e.g. the JPEG baselines) can be evaluated on
       the same images as the seed-003 graphs. crop, flip and short_side do not apply.
 
-    See docs/datasets.md.
+    ``val_per_class`` carves a validation split out of the training images (folder,
+    cifar10, digits). See docs/datasets.md.
     """
     params = {
         "dataset": Param(str, "bundled", "bundled (photos shipped in installed packages, no "
-                         "download), folder (images under path), cifar10 (python batches at path) or "
-                         "digits (source.digits, labelled, bundled)",
+                         "download), folder (images under path: a folder or an uncompressed .tar), "
+                         "cifar10 (python batches at path) or digits (source.digits, labelled, bundled)",
                          choices=("bundled", "folder", "cifar10", "digits")),
-        "path": Param(str, "", "folder of images (folder) or of the CIFAR-10 batches (cifar10)"),
+        "path": Param(str, "", "folder or .tar of images (folder), or folder of the CIFAR-10 batches (cifar10)"),
         **_COMMON_PARAMS,
         "crop": Param(str, "random", "training crop position; evaluation always uses fixed crops",
                       choices=("random", "center")),
@@ -376,31 +717,46 @@ class ImageSource(_ImageSourceBase):
         "short_side": Param(int, 256, "bundled/folder: downscale larger images so their shorter "
                             "side is this many px before cropping (0 = native); images smaller "
                             "than the crop are upscaled to size"),
-        "test_every": Param(int, 10, "folder without train/ and test/: every test_every-th "
-                            "file in sorted order is held out for evaluation"),
+        "test_every": Param(int, 10, "folder without a test split and test_per_class = 0: every "
+                            "test_every-th image (per class, by index) is held out for evaluation"),
+        "test_per_class": Param(int, 0, "folder without a test split: the last N images of each "
+                                "class (of the whole set when unlabelled), by index, are the test split"),
+        "labels": Param(str, "auto", "folder: class labels from folder names (folders), none (-1), or "
+                        "auto = folders when every image sits in a class folder right below train/",
+                        choices=("auto", "folders", "none")),
     }
 
     def __init__(self, **params):
         super().__init__(**params)
         p = self.p
-        _check_min("source.images", p, size=1, batch=1, eval_batch=0, eval_images=0,
-                   short_side=0, test_every=2)
+        _check_min("source.images", p, size=1, batch=1, eval_batch=0, eval_images=0, eval_repeats=1,
+                   short_side=0, test_every=2, test_per_class=0, val_per_class=0)
+        if p.test_per_class and p.dataset != "folder":
+            raise SemflowError(f"source.images: param 'test_per_class' applies to dataset 'folder' only; "
+                               f"'{p.dataset}' has a fixed test split")
         self.digits = None
         if p.dataset == "digits":
             self.digits = DigitsSource(size=p.size, batch=p.batch, eval_batch=p.eval_batch,
-                                       eval_images=p.eval_images)
+                                       eval_images=p.eval_images, eval_repeats=p.eval_repeats,
+                                       val_per_class=p.val_per_class)
             self.digits.generator = self.generator   # one RNG: seeded and checkpointed with this block
             self.train_names, self.test_names = ("digits train split",), ("digits test split",)
+            self.val_names = ("digits val split",) if p.val_per_class else ()
             return
         if p.dataset == "bundled":
+            if p.val_per_class:
+                raise SemflowError("source.images: the bundled photos have no validation split "
+                                   "(param 'val_per_class' applies to folder, cifar10 and digits)")
             self.data = _load_bundled(p.short_side, p.size)
         elif p.dataset == "folder":
-            self.data = _load_folder(p.path, p.short_side, p.size, p.test_every)
+            self.data = _load_folder(p.path, p.short_side, p.size, p.test_every, p.labels,
+                                     p.test_per_class, p.val_per_class)
         else:
-            self.data = _load_cifar10(p.path)
+            self.data = _load_cifar10(p.path, p.val_per_class)
         #: names of the photos / files / batches each split comes from (disjoint)
-        self.train_names, self.test_names = self.data.train_names, self.data.test_names
-        self._eval_idx = _even_subset(len(self.data.eval_x), p.eval_images)
+        self.train_names, self.test_names = self.data.train_names, self.data.splits["test"].names
+        val = self.data.splits["val"]
+        self.val_names = val.names if val is not None else ()
 
     def forward(self):
         if self.digits is not None:
@@ -409,19 +765,44 @@ class ImageSource(_ImageSourceBase):
         x, y = self.data.sample(self.p.batch, self.p.size, self.p.crop, self.p.flip, self.generator)
         return {"image": x.to(self.device), "label": y.to(self.device)}
 
-    def num_eval_examples(self) -> int:
-        if self.digits is not None:
-            return self.digits.num_eval_examples()
-        return len(self._eval_idx)
+    def _split(self, split: str) -> _Split:
+        sp = self.data.splits.get(split) if split in EVAL_SPLITS else None
+        if sp is None:
+            raise split_error(self, split, self._no_val_reason())
+        return sp
 
-    def eval_batches(self, batch_size: int = 0):
+    def _no_val_reason(self) -> str:
+        if self.p.dataset == "bundled":
+            return "the bundled photos have none (use dataset folder, cifar10 or digits with val_per_class)"
+        return "the dataset ships no val/ folder and param 'val_per_class' is 0"
+
+    def _items(self, split: _Split, ids: torch.Tensor):
+        return split.batch(ids, self.p.size), split.labels[ids]
+
+    def num_eval_examples(self, split: str = "test") -> int:
         if self.digits is not None:
-            self.digits.device = self.device
-            return self.digits.eval_batches(self.eval_batch_size(batch_size))
-        idx, d = self._eval_idx, self.data
-        return _to_batches(lambda a, b: _fit(d.eval_x[idx[a:b]], self.p.size, "center", None),
-                           lambda a, b: d.eval_y[idx[a:b]],
-                           len(idx), self.eval_batch_size(batch_size), self.device)
+            self.digits.name = self.name           # errors name this block
+            return self.digits.num_eval_examples(split)
+        return super().num_eval_examples(split)
+
+    def eval_batches(self, batch_size: int = 0, split: str = "test"):
+        if self.digits is not None:
+            self.digits.device, self.digits.name = self.device, self.name
+            return self.digits.eval_batches(self.eval_batch_size(batch_size), split)
+        return super().eval_batches(batch_size, split)
+
+    def num_train_images(self) -> int:
+        return self.digits.num_train_images() if self.digits is not None else len(self.data.train_y)
+
+    @property
+    def dataset_info(self) -> dict:
+        """What the held-out numbers are measured on: dataset, path, split, count, per-split
+        sizes, and how the split was made (recorded in metrics.json)."""
+        if self.digits is not None:
+            return {**self.digits.dataset_info, "dataset": "digits"}
+        path = self.p.path if self.p.dataset != "bundled" else \
+            "photos shipped in scikit-image, scikit-learn and matplotlib"
+        return self._info(self.p.dataset, path, self.data.info)
 
     def source_values_per_example(self) -> int:
         return 3 * self.p.size * self.p.size
@@ -433,7 +814,7 @@ class ImageSource(_ImageSourceBase):
 DIGIT_COLOUR_SEED = 1797
 
 
-def _load_digits(size: int, test_fraction: float):
+def _load_digits(size: int, test_fraction: float, val_per_class: int):
     def make():
         # The file behind sklearn.datasets.load_digits (bundled, no download), read directly
         # because importing sklearn.datasets costs seconds: rows of 64 pixels (0-16) + label.
@@ -457,15 +838,21 @@ def _load_digits(size: int, test_fraction: float):
         rgb = bg[:, :, None, None] + (fg - bg)[:, :, None, None] * ink
         rgb = (rgb.clamp(0, 1) * 255).round().to(torch.uint8)
         labels = torch.from_numpy(target)
-        # Stratified split: the last test_fraction of each class (in file order) is test.
+        # Stratified split: the last test_fraction of each class (in file order) is test,
+        # the val_per_class images before those are val.
         test = torch.zeros(n, dtype=torch.bool)
+        val = torch.zeros(n, dtype=torch.bool)
         for c in range(10):
             members = (labels == c).nonzero().squeeze(1)
             k = int(round(test_fraction * len(members)))
-            if k:
-                test[members[len(members) - k:]] = True
-        return rgb[~test], labels[~test], rgb[test], labels[test]
-    return _cached(("digits", size, test_fraction), make)
+            if k + val_per_class >= len(members):
+                raise SemflowError(f"source.digits: val_per_class = {val_per_class} leaves no training "
+                                   f"images of digit {c} ({len(members)} images, {k} of them test)")
+            test[members[len(members) - k:]] = True
+            val[members[len(members) - k - val_per_class:len(members) - k]] = True
+        train = ~(test | val)
+        return rgb[train], labels[train], rgb[test], labels[test], rgb[val], labels[val]
+    return _cached(("digits", size, test_fraction, val_per_class), make)
 
 
 @register("source.digits")
@@ -479,8 +866,9 @@ class DigitsSource(_ImageSourceBase):
     bilinearly upscaled to size x size and painted with a fixed random ink/background
     colour pair (seed 1797, independent of the block seed; dark-on-bright for half).
     Split: the last ``test_fraction`` of each class in file order is test (359 of 1797 at
-    0.2). Eval examples group consecutive test images K at a time (floor(359/K) examples).
-    No augmentation: a flipped digit is not the same digit.
+    0.2); ``val_per_class`` > 0 holds out the N images of each class before those as the
+    'val' split. Eval examples group consecutive held-out images K at a time
+    (floor(359/K) test examples). No augmentation: a flipped digit is not the same digit.
     """
     outputs = {
         "image": Port("real", ("B", "...", 3, "H", "W"), tag="image",
@@ -497,15 +885,18 @@ class DigitsSource(_ImageSourceBase):
     def __init__(self, **params):
         super().__init__(**params)
         p = self.p
-        _check_min("source.digits", p, size=1, batch=1, eval_batch=0, eval_images=0, num_users=1)
+        _check_min("source.digits", p, size=1, batch=1, eval_batch=0, eval_images=0, num_users=1,
+                   eval_repeats=1, val_per_class=0)
         if not 0.0 < p.test_fraction < 1.0:
             raise SemflowError(f"source.digits: param 'test_fraction' must be in (0, 1), got {p.test_fraction}")
-        self.train_x, self.train_y, self.test_x, self.test_y = _load_digits(p.size, p.test_fraction)
-        k = p.num_users
+        (self.train_x, self.train_y, self.test_x, self.test_y,
+         val_x, val_y) = _load_digits(p.size, p.test_fraction, p.val_per_class)
+        self.splits = {"test": _Split(self.test_x, self.test_y, ["digits test split"]),
+                       "val": _Split(val_x, val_y, ["digits val split"]) if p.val_per_class else None}
+        self.group = k = p.num_users
         if k > len(self.test_x):
             raise SemflowError(f"source.digits: param 'num_users' = {k} exceeds the "
                                f"{len(self.test_x)} test images")
-        self._eval_idx = _even_subset(len(self.test_x) // k, p.eval_images)
 
     def _shape(self, t):   # (B*K, ...) -> (B, ...) or (B, K, ...)
         k = self.p.num_users
@@ -518,17 +909,169 @@ class DigitsSource(_ImageSourceBase):
         x = self.train_x[idx].float() / 255.0
         return {"image": self._shape(x).to(self.device), "label": self._shape(self.train_y[idx]).to(self.device)}
 
-    def num_eval_examples(self) -> int:
-        return len(self._eval_idx)
+    def _split(self, split: str) -> _Split:
+        sp = self.splits.get(split) if split in EVAL_SPLITS else None
+        if sp is None:
+            raise split_error(self, split, "param 'val_per_class' is 0")
+        return sp
 
-    def eval_batches(self, batch_size: int = 0):
-        k = self.p.num_users
-        # example e is the K consecutive test images e*K .. e*K+K-1
-        items = lambda a, b: (self._eval_idx[a:b, None] * k + torch.arange(k)).flatten()  # noqa: E731
-        return _to_batches(lambda a, b: self._shape(self.test_x[items(a, b)].float() / 255.0),
-                           lambda a, b: self._shape(self.test_y[items(a, b)]),
-                           len(self._eval_idx), self.eval_batch_size(batch_size), self.device)
+    def _items(self, split: _Split, ids: torch.Tensor):
+        # example e is the K consecutive held-out images e*K .. e*K+K-1
+        items = (ids[:, None] * self.group + torch.arange(self.group)).flatten()
+        return self._shape(split.images[items].float() / 255.0), self._shape(split.labels[items])
+
+    def num_train_images(self) -> int:
+        return len(self.train_x)
+
+    @property
+    def dataset_info(self) -> dict:
+        return self._info("digits", "scikit-learn digits (bundled)",
+                          {"classes": [str(c) for c in range(10)], "num_users": self.p.num_users,
+                           "held_out": f"the last {self.p.test_fraction:g} of each class in file order",
+                           "val_from": f"the {self.p.val_per_class} images per class before the test ones"
+                           if self.p.val_per_class else None})
 
     def source_values_per_example(self) -> int:
         """All source values of one example: 3*H*W per user, times K users."""
         return 3 * self.p.size * self.p.size * self.p.num_users
+
+
+# ----------------------------------------------------------------------------- seeded random sources
+
+#: examples per independently seeded chunk of a random source's held-out split
+EVAL_CHUNK = 256
+#: added to the chunk seeds of the 'val' split, so it is drawn independently of 'test'
+VAL_SEED_OFFSET = 500_009
+
+
+class SeededRandomSource(Source):
+    """A source of random examples (bits, symbols, procedural scenes).
+
+    Training batches draw only from ``self.generator`` (seeded by the run, saved in
+    checkpoints). A held-out split is ``num_eval_examples`` examples drawn in chunks of
+    ``EVAL_CHUNK``: chunk c of split 'test' from a generator seeded with
+    eval_seed * 1000003 + c, of split 'val' with VAL_SEED_OFFSET added. So example i is the
+    same for every run seed and every batch size, and 'val' is an independent draw (disjoint
+    from 'test' and training but for chance coincidences of discrete draws). Subclasses
+    declare the params ``batch``, ``num_eval_examples`` and ``eval_seed`` and implement
+    ``draw(n, generator) -> {port: tensor (n, ...)}``.
+    """
+
+    def draw(self, n: int, g: torch.Generator) -> dict:
+        raise NotImplementedError
+
+    def forward(self):
+        return {k: v.to(self.device) for k, v in self.draw(self.p.batch, self.generator).items()}
+
+    def num_eval_examples(self, split: str = "test") -> int:
+        if split not in EVAL_SPLITS:
+            raise split_error(self, split, "")
+        return int(self.p.num_eval_examples)
+
+    def _chunk(self, c: int, split: str) -> dict:
+        n = min(EVAL_CHUNK, self.num_eval_examples(split) - c * EVAL_CHUNK)
+        seed = int(self.p.eval_seed) * 1_000_003 + c + (VAL_SEED_OFFSET if split == "val" else 0)
+        return self.draw(n, torch.Generator().manual_seed(seed))
+
+    def eval_batches(self, batch_size: int = 0, split: str = "test"):
+        n = self.num_eval_examples(split)          # an unknown split raises here
+        return self._batches(batch_size if batch_size and batch_size > 0 else self.p.batch, n, split)
+
+    def _batches(self, bs: int, n: int, split: str):
+        cache: dict[int, dict] = {}
+        for a in range(0, n, bs):
+            b = min(a + bs, n)
+            parts = []
+            for c in range(a // EVAL_CHUNK, (b - 1) // EVAL_CHUNK + 1):
+                if c not in cache:
+                    cache.clear()
+                    cache[c] = self._chunk(c, split)
+                lo, hi = max(a, c * EVAL_CHUNK) - c * EVAL_CHUNK, min(b, (c + 1) * EVAL_CHUNK) - c * EVAL_CHUNK
+                parts.append({k: v[lo:hi] for k, v in cache[c].items()})
+            yield {k: torch.cat([p[k] for p in parts]).to(self.device) for k in parts[0]}
+
+    @property
+    def dataset_info(self) -> dict:
+        return {"dataset": f"{self.type_id} (random draws)", "path": "", "split": "test",
+                "count": self.num_eval_examples("test"), "eval_seed": int(self.p.eval_seed),
+                "splits": {"train": None, "test": self.num_eval_examples("test"),
+                           "val": self.num_eval_examples("val")}}
+
+
+# ----------------------------------------------------------------------------- shapes
+
+#: classes of source.shapes, by label value
+SHAPE_CLASSES = ("background", "square", "disc", "triangle")
+
+
+@register("source.shapes")
+class ShapesSource(SeededRandomSource):
+    """Procedural labelled shapes: a small offline segmentation task (graphs/examples/segmentation_toy.yaml).
+
+    Each image is a dark background (a random colour per image, channels in [0, 0.4]) with
+    1..``max_shapes`` shapes drawn in order, later ones on top: axis-aligned squares
+    (half-side r), discs (radius r) and upward triangles (base and height 2r), with r
+    uniform in [min_radius, max_radius] x size and the centre uniform over the image. Every
+    shape gets a random bright colour (channels in [0.5, 1]) from one distribution for all
+    classes, so only geometry tells the classes apart. Gaussian pixel noise (std ``noise``)
+    is added and the image clipped to [0, 1]. The label of a pixel is the class of the
+    topmost shape covering it: 0 background, 1 square, 2 disc, 3 triangle (``SHAPE_CLASSES``).
+    For the dense cross-entropy loss and ``sink.miou`` (seed 002 CSC-SA-Net's task and
+    metric, eq. 29, on a toy). Splits as every seeded random source: training draws from
+    the block generator, 'test' and 'val' are fixed independent draws (``eval_seed``).
+
+    forward() -> image real (B, 3, H, W) in [0, 1], label int (B, H, W) in 0..3, H = W = size.
+    """
+    outputs = {"image": Port("real", ("B", 3, "H", "W"), tag="image", doc="images in [0, 1]"),
+               "label": Port("int", ("B", "H", "W"), tag="label",
+                             doc="class per pixel: 0 background, 1 square, 2 disc, 3 triangle")}
+    params = {"size": Param(int, 32, "image side H = W"),
+              "batch": Param(int, 16, "training batch size B of forward()"),
+              "max_shapes": Param(int, 3, "shapes per image: uniform in 1..max_shapes"),
+              "min_radius": Param(float, 0.12, "smallest shape radius r, as a fraction of size"),
+              "max_radius": Param(float, 0.3, "largest shape radius r, as a fraction of size"),
+              "noise": Param(float, 0.05, "std of the Gaussian pixel noise"),
+              "num_eval_examples": Param(int, 512, "images in each held-out split (test, val)"),
+              "eval_seed": Param(int, 2024, "seed of the held-out splits (independent of the run seed)")}
+
+    @classmethod
+    def bind_dims(cls, p):
+        return {"H": p["size"], "W": p["size"]}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        p = self.p
+        _check_min("source.shapes", p, size=4, batch=1, max_shapes=1, num_eval_examples=1)
+        if not 0.0 < p.min_radius <= p.max_radius or p.noise < 0:
+            raise SemflowError(f"source.shapes: need 0 < min_radius <= max_radius and noise >= 0, got "
+                               f"{p.min_radius}, {p.max_radius}, {p.noise}")
+
+    def draw(self, n: int, g: torch.Generator) -> dict:
+        s, k, p = self.p.size, self.p.max_shapes, self.p
+        count = torch.randint(1, k + 1, (n,), generator=g)
+        cls = torch.randint(1, len(SHAPE_CLASSES), (n, k), generator=g)
+        r = (p.min_radius + (p.max_radius - p.min_radius) * torch.rand(n, k, generator=g)) * s
+        cy, cx = torch.rand(n, k, generator=g) * s, torch.rand(n, k, generator=g) * s
+        colour = 0.5 + 0.5 * torch.rand(n, k, 3, generator=g)
+        image = (0.4 * torch.rand(n, 3, 1, 1, generator=g)).expand(n, 3, s, s).clone()
+        label = torch.zeros(n, s, s, dtype=torch.long)
+        yy = (torch.arange(s, dtype=torch.float32) + 0.5).view(1, s, 1)      # pixel centres
+        xx = (torch.arange(s, dtype=torch.float32) + 0.5).view(1, 1, s)
+        for j in range(k):
+            dy, dx, rj = yy - cy[:, j, None, None], xx - cx[:, j, None, None], r[:, j, None, None]
+            square = (dy.abs() <= rj) & (dx.abs() <= rj)
+            disc = dy ** 2 + dx ** 2 <= rj ** 2
+            triangle = (dy.abs() <= rj) & (dx.abs() <= (dy + rj) / 2)          # apex up, base 2r
+            c = cls[:, j, None, None]
+            mask = torch.where(c == 1, square, torch.where(c == 2, disc, triangle)) & (j < count).view(n, 1, 1)
+            image = torch.where(mask.unsqueeze(1), colour[:, j, :, None, None], image)
+            label = torch.where(mask, c, label)
+        image = (image + p.noise * torch.randn(n, 3, s, s, generator=g)).clamp(0.0, 1.0)
+        return {"image": image, "label": label}
+
+    @property
+    def dataset_info(self) -> dict:
+        return {**super().dataset_info, "dataset": "shapes (procedural)", "classes": list(SHAPE_CLASSES)}
+
+    def source_values_per_example(self) -> int:
+        return 3 * self.p.size * self.p.size

@@ -32,7 +32,7 @@ KINDS = ("real", "complex", "int", "bool", "any")
 
 #: Known stages, in signal-flow order (the GUI palette groups by these).
 STAGES = ("source", "extractor", "csirs", "estimator", "precoder", "channel",
-          "combiner", "decoder", "sink", "classical")
+          "combiner", "decoder", "sink", "classical", "tensor")
 
 ELLIPSIS = "..."
 
@@ -231,8 +231,11 @@ class Block(nn.Module):
 class Source(Block):
     """A block that produces data with no inputs (images, labels).
 
-    ``forward()`` returns the next training batch. ``eval_batches(batch)`` yields the
-    held-out split exactly once, deterministically. Random state lives in
+    ``forward()`` returns the next training batch. ``eval_batches(batch, split)`` yields a
+    held-out split exactly once, deterministically: ``split="test"``, or ``"val"``, a
+    validation split disjoint from train and test where the dataset has one (otherwise a
+    one-line SemflowError naming the block). ``num_eval_examples(split)`` is its size and
+    ``dataset_info`` says what it is (dataset, path, split, count). Random state lives in
     ``self.generator`` and is saved in checkpoints, so resumed runs draw the same data.
     """
 
@@ -244,11 +247,16 @@ class Source(Block):
     def seed(self, seed: int) -> None:
         self.generator.manual_seed(int(seed))
 
-    def eval_batches(self, batch_size: int) -> Iterator[dict[str, torch.Tensor]]:
+    def eval_batches(self, batch_size: int, split: str = "test") -> Iterator[dict[str, torch.Tensor]]:
         raise NotImplementedError
 
-    def num_eval_examples(self) -> int:
+    def num_eval_examples(self, split: str = "test") -> int:
         raise NotImplementedError
+
+    @property
+    def dataset_info(self) -> dict:
+        """What the held-out numbers are measured on: {dataset, path, split, count, ...}."""
+        return {"dataset": self.type_id, "path": "", "split": "test", "count": self.num_eval_examples()}
 
     def source_values_per_example(self) -> int | None:
         """Real source values per example (H*W*3 for images), used for the CBR."""

@@ -78,6 +78,8 @@ def cmd_validate(args) -> int:
             print(str(exc))
             bad += 1
             continue
+        for note in cg.notes:
+            print(note)
         if cg.problems:
             bad += 1
             for p in cg.problems:

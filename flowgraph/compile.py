@@ -23,7 +23,7 @@ from . import registry
 from .block import ParamValues
 from .errors import ExpressionError, GraphError, RegistryError
 from .graph import GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint
-from .losses import compile_loss
+from .losses import compile_loss, output_shapes
 from .shapes import ELLIPSIS, DimUnifier, fmt
 
 STAGE_KEYS = ("stage", "trainable", "copy_weights", "loss", "optimizer", "schedule", "steps", "grad_clip",
@@ -120,6 +120,7 @@ class CompiledGraph:
     order: list = field(default_factory=list)         # topological block order
     dims: DimUnifier = field(default_factory=DimUnifier)
     problems: list = field(default_factory=list)
+    notes: list = field(default_factory=list)        # not errors: e.g. deprecated block ids
     overrides: dict = field(default_factory=dict)
     preset: str | None = None
     dynamic_vars: set = field(default_factory=set)
@@ -162,6 +163,7 @@ class _Compiler:
         self.overrides = overrides
         self.dynamic = set(dynamic)            # root variables redrawn or swept
         self.problems: list[Problem] = []
+        self.notes: list[Problem] = []
         self.nodes: dict[str, _Node] = {}      # flattened name -> node (plain blocks only)
         self.conns: list[tuple] = []           # (src, sport, dst, dport, spec, line)
         self.scopes: list[Scope] = []
@@ -266,6 +268,10 @@ class _Compiler:
         except RegistryError as exc:
             self.problems.append(spec.problem(b.line, f"block '{b.name}': {exc}", b.name))
             return
+        current = registry.renamed(b.type)
+        if current:
+            self.notes.append(spec.problem(b.line, f"note: block '{b.name}': type '{b.type}' is deprecated, "
+                                                   f"use '{current}' (the old id works until format 2)", b.name))
         node.cls = cls
         if not node.enabled:
             return
@@ -538,6 +544,7 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     comp.problems.extend(_check_train(spec, comp.nodes, cg, enabled))
     comp.problems.extend(_check_evaluate(spec, comp.nodes))
     cg.problems = _dedupe(comp.problems)
+    cg.notes = _dedupe(comp.notes)
     return cg
 
 
@@ -660,7 +667,8 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict)
             P("loss", "needs a 'loss:' expression, e.g. mse(dec.image, src.image)")
         else:
             try:
-                refs = compile_loss(loss).ports
+                classes = {n: node.cls for n, node in nodes.items() if node.cls is not None}
+                refs = compile_loss(loss, port_shape=output_shapes(classes)).ports
             except ExpressionError as exc:
                 P("loss", f"loss: {exc}")
                 refs = []

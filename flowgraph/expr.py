@@ -28,13 +28,14 @@ import functools
 import keyword
 import math
 import re
+import sys
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
 from .errors import ExpressionError
 
 __all__ = ["Distribution", "Uniform", "LogUniform", "Normal", "RandInt", "Choice",
-           "DEFAULT_FUNCTIONS", "is_expression", "evaluate", "names_used",
+           "DEFAULT_FUNCTIONS", "is_expression", "evaluate", "parse", "names_used",
            "resolve_value", "resolve_variables"]
 
 # Resource limits: an expression in a shared file must not be able to hang or exhaust
@@ -208,8 +209,16 @@ class Choice(Distribution):
 # Default functions (each guarded so no call can hang or blow up memory)
 # --------------------------------------------------------------------------------------
 
+def _is_tensor(x) -> bool:
+    torch = sys.modules.get("torch")    # a tensor exists only once torch is loaded: never import it here
+    return torch is not None and isinstance(x, torch.Tensor)
+
+
 def _power(base, exp):
-    """``**`` and ``pow``: refuse results that would be huge or take long to compute."""
+    """``**`` and ``pow``: refuse results that would be huge or take long to compute.
+    Tensors (in loss expressions) are raised elementwise, which cannot hang."""
+    if _is_tensor(base) or _is_tensor(exp):
+        return base ** exp
     if not (_is_number(base) or isinstance(base, bool)) or not (_is_number(exp) or isinstance(exp, bool)):
         raise TypeError(f"** needs numbers, got {type(base).__name__} and {type(exp).__name__}")
     if abs(exp) > MAX_EXPONENT:
@@ -648,6 +657,15 @@ def evaluate(text: str, variables: Mapping[str, Any],
         return _Evaluator(src, variables, funcs).visit(body)
     except RecursionError:
         raise ExpressionError(f"expression is nested too deeply: {_brief(text)}") from None
+
+
+def parse(text: str) -> tuple[ast.expr, set[str]]:
+    """The whitelist-checked syntax tree of expression ``text`` (``$name`` already read as
+    ``name``) and the names of the functions it calls, for callers that check or rewrite
+    an expression before evaluating it (the loss language). The tree is shared: copy it
+    before changing it."""
+    body, _, calls, _ = _compile(text)
+    return body, set(calls)
 
 
 def names_used(text) -> set[str]:

@@ -1,9 +1,13 @@
-"""Image-quality metrics shared by metric sinks and loss expressions.
+"""Metrics shared by metric sinks and loss expressions: MS-SSIM and the Fréchet distance.
 
 MS-SSIM for images of any size: 5-scale MS-SSIM needs more than 160 px, so smaller
 images (32x32 crops, CIFAR) use fewer scales with renormalised weights. The sink
 ``sink.msssim`` and the loss function ``msssim(a, b)`` both call this, so a model
 trained on (1 - msssim) optimises exactly the number evaluation reports.
+
+The Fréchet distance between Gaussian fits of two feature sets (``frechet_distance``) is
+the set-level reduction of FID-style sinks (``sink.frechet``; ``sink.fid`` computes
+Inception features and reduces them the same way).
 """
 from __future__ import annotations
 
@@ -67,3 +71,53 @@ def ms_ssim_per_image(pred, target, data_range=1.0, levels=0, win_size=0, win_si
     terms.append(torch.relu(ssim_c))
     stacked = torch.stack(terms, dim=0)                    # (levels, B, C)
     return torch.prod(stacked ** w.view(-1, 1, 1), dim=0).mean(dim=1)
+
+
+# --------------------------------------------------------------------------------------
+# Fréchet distance between Gaussian fits of two feature sets (FID-style set-level metrics)
+# --------------------------------------------------------------------------------------
+
+def gaussian_statistics(features: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Mean (D,) and unbiased covariance (D, D) of features (N, D), in float64.
+
+    The same estimate as ``numpy.cov(features, rowvar=False)``, which FID implementations
+    (pytorch-fid, TTUR) use. Needs N >= 2."""
+    x = features.detach().reshape(features.shape[0], -1).double()
+    if x.shape[0] < 2:
+        raise ValueError(f"gaussian_statistics: need at least 2 feature vectors, got {x.shape[0]}")
+    mu = x.mean(0)
+    xc = x - mu
+    return mu, xc.T @ xc / (x.shape[0] - 1)
+
+
+def _psd_sqrt(cov: torch.Tensor) -> torch.Tensor:
+    vals, vecs = torch.linalg.eigh(cov)
+    return (vecs * vals.clamp_min(0.0).sqrt()) @ vecs.T
+
+
+def frechet_distance(mu1, cov1, mu2, cov2) -> float:
+    """Fréchet (2-Wasserstein) distance between N(mu1, cov1) and N(mu2, cov2):
+
+        d^2 = ||mu1 - mu2||^2 + tr(cov1) + tr(cov2) - 2 tr((cov1 cov2)^(1/2))
+
+    (Dowson & Landau 1982; the FID of Heusel et al., NeurIPS 2017, on Inception features).
+    The trace term uses the symmetric form tr((S1^(1/2) cov2 S1^(1/2))^(1/2)), S1 = cov1^(1/2),
+    whose eigenvalues are those of cov1 cov2, so it needs no non-symmetric matrix square
+    root (``scipy.linalg.sqrtm``) and stays real for singular covariances (fewer samples
+    than dimensions); eigenvalues below 0 from rounding are clipped to 0, and so is the
+    result. float64 throughout."""
+    mu1, mu2 = torch.as_tensor(mu1).double(), torch.as_tensor(mu2).double()
+    cov1, cov2 = torch.as_tensor(cov1).double(), torch.as_tensor(cov2).double()
+    if mu1.shape != mu2.shape or cov1.shape != cov2.shape or cov1.shape != mu1.shape * 2:
+        raise ValueError(f"frechet_distance: means {tuple(mu1.shape)}, {tuple(mu2.shape)} and covariances "
+                         f"{tuple(cov1.shape)}, {tuple(cov2.shape)} do not fit one dimension D")
+    s1 = _psd_sqrt(cov1)
+    middle = s1 @ cov2 @ s1
+    tr_sqrt = torch.linalg.eigvalsh((middle + middle.T) / 2).clamp_min(0.0).sqrt().sum()
+    d2 = (mu1 - mu2).pow(2).sum() + torch.trace(cov1) + torch.trace(cov2) - 2.0 * tr_sqrt
+    return max(float(d2), 0.0)
+
+
+def frechet_distance_of_features(a: torch.Tensor, b: torch.Tensor) -> float:
+    """Fréchet distance between the Gaussian fits of feature sets a (N, D) and b (M, D)."""
+    return frechet_distance(*gaussian_statistics(a), *gaussian_statistics(b))

@@ -5,6 +5,10 @@ imported too, for block modules under development that are not packaged yet.
 Built-in blocks (the ``blocks`` package) register through the same entry-point group
 as third-party packages, so the engine never imports them by name. A second class
 registered under an id that is taken is refused with both classes named.
+
+A renamed block keeps its old id as a deprecated alias for one format version
+(``deprecate("csirs.reshape", "tensor.reshape")``): ``get`` resolves it, ``renamed``
+tells validation to print a note, and ``all_types`` lists only the current ids.
 """
 from __future__ import annotations
 
@@ -20,6 +24,7 @@ ENTRY_POINT_GROUP = "semflow.blocks"
 _TYPE_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
 
 _REGISTRY: dict[str, type] = {}
+_ALIASES: dict[str, str] = {}          # deprecated id -> current id
 _PLUGINS_LOADED = False
 #: problems met while loading plugins (duplicates, import errors), one line each
 plugin_problems: list[str] = []
@@ -39,6 +44,9 @@ def register(type_id: str):
     def deco(cls):
         if not (isinstance(cls, type) and issubclass(cls, Block)):
             raise RegistryError(f"@register({type_id!r}) must decorate a Block subclass")
+        if type_id in _ALIASES:
+            raise RegistryError(f"block type '{type_id}' is a deprecated alias of '{_ALIASES[type_id]}'; "
+                                f"refusing {_qualname(cls)}")
         old = _REGISTRY.get(type_id)
         if old is not None and _qualname(old) != _qualname(cls):
             raise RegistryError(f"block type '{type_id}' is already registered by {_qualname(old)}; "
@@ -48,6 +56,23 @@ def register(type_id: str):
         return cls
 
     return deco
+
+
+def deprecate(old_id: str, new_id: str) -> None:
+    """Keep ``old_id`` working as an alias of the registered ``new_id`` (one format version)."""
+    if not _TYPE_ID.match(old_id):
+        raise RegistryError(f"block type id {old_id!r} must look like 'stage.name' (lower case)")
+    if old_id in _REGISTRY:
+        raise RegistryError(f"cannot deprecate '{old_id}': it is a registered block type")
+    if _ALIASES.get(old_id, new_id) != new_id:
+        raise RegistryError(f"'{old_id}' is already an alias of '{_ALIASES[old_id]}'; refusing '{new_id}'")
+    _ALIASES[old_id] = new_id
+
+
+def renamed(type_id: str) -> str | None:
+    """The current id of a deprecated alias, or None for every other id."""
+    load_plugins()
+    return _ALIASES.get(type_id)
 
 
 def load_plugins() -> None:
@@ -83,7 +108,7 @@ def load_module(name: str) -> None:
 def get(type_id: str):
     load_plugins()
     try:
-        return _REGISTRY[type_id]
+        return _REGISTRY[_ALIASES.get(type_id, type_id)]
     except KeyError:
         close = [t for t in _REGISTRY if t.split(".")[-1] == type_id.split(".")[-1]]
         hint = f" (did you mean {close[0]!r}?)" if close else ""
@@ -92,7 +117,7 @@ def get(type_id: str):
 
 def has(type_id: str) -> bool:
     load_plugins()
-    return type_id in _REGISTRY
+    return _ALIASES.get(type_id, type_id) in _REGISTRY
 
 
 def all_types() -> dict[str, type]:

@@ -18,7 +18,7 @@ from .block import Sink
 from .checkpoint import load_checkpoint
 from .compile import STAGE_KEYS, _eval_value
 from .errors import NonFiniteError, SemflowError
-from .losses import compile_loss
+from .losses import compile_loss, output_shapes
 from .rundir import _fmt_duration
 from .scheduler import sample_variables
 from .taps import CsvTapLogger
@@ -42,9 +42,10 @@ class TrainingMixin:
         raw = [v for k, v in st.items() if k not in STAGE_KEYS] + list((st.get("variables") or {}).values())
         named = set().union(*(E.names_used(str(v)) for v in raw if E.is_expression(v))) if raw else set()
         unlogged = {k for k in named if isinstance(values.get(k), E.Distribution)}
+        shapes = output_shapes({n: rb.cls for n, rb in self.graph.blocks.items()})   # named loss axes
         return {
             "name": str(st.get("stage", f"stage{i + 1}")), "trainable": list(st.get("trainable") or []),
-            "loss": compile_loss(st["loss"]), "optimizer": ev(dict(st.get("optimizer") or {"type": "adam"})),
+            "loss": compile_loss(st["loss"], port_shape=shapes), "optimizer": ev(dict(st.get("optimizer") or {"type": "adam"})),
             "schedule": ev(dict(st.get("schedule") or {"type": "constant"})), "steps": int(ev(st.get("steps", 0))),
             "grad_clip": ev(st.get("grad_clip", 0)) or 0, "log_every": int(ev(st.get("log_every", 0)) or 0),
             "checkpoint_every": int(ev(st.get("checkpoint_every", 0)) or 0), "variables": vars_,

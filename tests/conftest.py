@@ -31,3 +31,24 @@ def write_graph(tmp_path):
         p.write_text(text)
         return p
     return _write
+
+
+#: the CIFAR-10 training JPEGs in one tar (../shared/data/README.md): beside the repository in CI
+#: (../shared/data), two levels up from a worktree under /work/wt on development machines
+CIFAR_TAR_NAME = "cifar10-train-jpeg.tar"
+
+
+def find_cifar_tar():
+    for base in (ROOT.parent, ROOT.parent.parent):
+        path = base / "shared" / "data" / CIFAR_TAR_NAME
+        if path.is_file():
+            return path
+    return None
+
+
+@pytest.fixture
+def cifar_tar():
+    path = find_cifar_tar()
+    if path is None:
+        pytest.skip(f"{CIFAR_TAR_NAME} is not on this machine (expected in ../shared/data beside the repository)")
+    return path

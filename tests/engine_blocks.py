@@ -7,7 +7,7 @@ from flowgraph import Block, Param, Port, Sink, Source, register
 
 @register("testing.vectors")
 class Vectors(Source):
-    """Random real vectors (B, N); the held-out split is 10 fixed vectors."""
+    """Random real vectors (B, N); each held-out split (test, val) is 10 fixed vectors."""
     outputs = {"x": Port("real", ("B", "N"))}
     params = {"n": Param(int, 4), "batch": Param(int, 5)}
 
@@ -18,13 +18,13 @@ class Vectors(Source):
     def forward(self):
         return {"x": torch.randn(self.p.batch, self.p.n, generator=self.generator).to(self.device)}
 
-    def eval_batches(self, batch_size):
-        g = torch.Generator().manual_seed(123)
+    def eval_batches(self, batch_size, split="test"):
+        g = torch.Generator().manual_seed(123 if split == "test" else 321)
         data = torch.randn(10, self.p.n, generator=g)
         for i in range(0, 10, batch_size):
             yield {"x": data[i:i + batch_size]}
 
-    def num_eval_examples(self):
+    def num_eval_examples(self, split="test"):
         return 10
 
     def source_values_per_example(self):

@@ -69,48 +69,122 @@ def test_sources_reject_bad_params():
 
 def test_reshape_c_and_f_order():
     x = torch.arange(12.0).reshape(2, 6)
-    c = check_contract("csirs.reshape", {"shape": [3, -1]}, x=x)["x"]
+    c = check_contract("tensor.reshape", {"shape": [3, -1]}, x=x)["x"]
     assert torch.equal(c, x.reshape(2, 3, 2))
-    f = check_contract("csirs.reshape", {"shape": [3, -1], "order": "F"}, x=x)["x"]
+    f = check_contract("tensor.reshape", {"shape": [3, -1], "order": "F"}, x=x)["x"]
     # F order deals element n to row n mod 3, column n // 3 (a block interleaver)
     assert torch.equal(f[0], torch.tensor([[0.0, 3.0], [1.0, 4.0], [2.0, 5.0]]))
-    back = build("csirs.reshape", {"shape": [-1], "order": "F"})(x=f)["x"]
+    back = build("tensor.reshape", {"shape": [-1], "order": "F"})(x=f)["x"]
     assert torch.equal(back, x)
     z = cn(2, 4, 6)
-    assert torch.equal(build("csirs.reshape", {"shape": [6, 4], "order": "F"})(x=z)["x"][1],
+    assert torch.equal(build("tensor.reshape", {"shape": [6, 4], "order": "F"})(x=z)["x"][1],
                        torch.from_numpy(z[1].numpy().reshape(6, 4, order="F")))
     with pytest.raises(ValueError):
-        build("csirs.reshape", {"shape": [5, -1], "order": "F"})(x=x)
-    check_gradients("csirs.reshape", {"shape": [3, -1], "order": "F"}, wrt=["x"], x=cn(2, 6))
+        build("tensor.reshape", {"shape": [5, -1], "order": "F"})(x=x)
+    check_gradients("tensor.reshape", {"shape": [3, -1], "order": "F"}, wrt=["x"], x=cn(2, 6))
 
 
 def test_permute():
     h = cn(2, 4, 3, 5, 6)
-    out = check_contract("csirs.permute", {"dims": [0, 3, 4, 1, 2]}, x=h)["x"]
+    out = check_contract("tensor.permute", {"dims": [0, 3, 4, 1, 2]}, x=h)["x"]
     assert out.shape == (2, 5, 6, 4, 3) and torch.equal(out[1, 2, 3], h[1, :, :, 2, 3])
     for bad in ([1, 0, 2], [0, 1, 1], []):
         with pytest.raises(ValueError):
-            build("csirs.permute", {"dims": bad})
+            build("tensor.permute", {"dims": bad})
     with pytest.raises(ValueError):
-        build("csirs.permute", {"dims": [0, 2, 1]})(x=h)
-    check_gradients("csirs.permute", {"dims": [0, 2, 1]}, wrt=["x"], x=cn(2, 3, 4))
+        build("tensor.permute", {"dims": [0, 2, 1]})(x=h)
+    check_gradients("tensor.permute", {"dims": [0, 2, 1]}, wrt=["x"], x=cn(2, 3, 4))
 
 
 def test_group_ungroup_round_trip():
     x = torch.randn(8, 3, 4, 4)
-    g = check_contract("csirs.group", {"size": 4}, x=x)["x"]
+    g = check_contract("tensor.group", {"size": 4}, x=x)["x"]
     assert g.shape == (2, 4, 3, 4, 4) and torch.equal(g[1, 2], x[6])
-    u = check_contract("csirs.ungroup", {}, x=g)["x"]
+    u = check_contract("tensor.ungroup", {}, x=g)["x"]
     assert torch.equal(u, x)
-    f = build("csirs.ungroup")(x=torch.zeros(2, 4, dtype=torch.bool))["x"]
+    f = build("tensor.ungroup")(x=torch.zeros(2, 4, dtype=torch.bool))["x"]
     assert f.shape == (8,) and f.dtype == torch.bool
     with pytest.raises(ValueError):
-        build("csirs.group", {"size": 3})(x=x)
+        build("tensor.group", {"size": 3})(x=x)
 
 
 def test_zeros():
-    out = check_contract("csirs.zeros", {"shape": [4, 2, 8]}, ref=torch.zeros(3, 7))["x"]
+    out = check_contract("tensor.zeros", {"shape": [4, 2, 8]}, ref=torch.zeros(3, 7))["x"]
     assert out.shape == (3, 4, 2, 8) and out.dtype == torch.complex64 and not out.any()
+
+
+def test_concat_split_round_trip_any_kind():
+    a, b = cn(3, 128, seed=20), cn(3, 24, seed=21)
+    x = check_contract("tensor.concat", {}, a=a, b=b)["x"]
+    assert x.shape == (3, 152) and torch.equal(x[:, :128], a) and torch.equal(x[:, 128:], b)
+    parts = check_contract("tensor.split", {"sizes": [128, -1]}, x=x)
+    assert torch.equal(parts["a"], a) and torch.equal(parts["b"], b)
+    # int and bool tensors, another axis, optional third and fourth parts
+    i = torch.arange(24).reshape(2, 3, 4)
+    j = build("tensor.concat", {"dim": 1})(a=i, b=i + 100, c=i + 200)["x"]
+    assert j.shape == (2, 9, 4) and torch.equal(j[:, 6:], i + 200)
+    k = build("tensor.split", {"sizes": [-1, 3], "dim": 1})(x=j)
+    assert torch.equal(k["a"][:, 3:], i + 100) and torch.equal(k["b"], i + 200)
+    m = build("tensor.concat")(a=torch.ones(2, 1, dtype=torch.bool), b=torch.zeros(2, 2, dtype=torch.bool))["x"]
+    assert m.tolist() == [[True, False, False]] * 2
+    check_gradients("tensor.concat", {}, wrt=["a", "b"], a=a, b=b)
+    check_gradients("tensor.split", {"sizes": [100, 52]}, wrt=["x"], x=x)
+
+
+def test_concat_split_errors():
+    with pytest.raises(ValueError, match="kinds"):
+        build("tensor.concat")(a=cn(2, 3), b=torch.randn(2, 3))
+    with pytest.raises(ValueError, match="differ outside"):
+        build("tensor.concat")(a=torch.randn(2, 3, 4), b=torch.randn(2, 2, 5))
+    with pytest.raises(ValueError, match="batch axis"):
+        build("tensor.concat", {"dim": 0})(a=torch.randn(2, 3), b=torch.randn(2, 3))
+    with pytest.raises(ValueError, match="two sizes"):
+        build("tensor.split", {"sizes": [1, 2, 3]})
+    with pytest.raises(ValueError, match="not sizes"):
+        build("tensor.split", {"sizes": [4, 4]})(x=torch.randn(2, 7))
+
+
+def test_matmul_effective_channel_broadcast_and_promotion():
+    h, w = cn(2, 1, 3, 4, seed=22), cn(2, 5, 4, 2, seed=23)      # static h, 5 precoders
+    c = check_contract("tensor.matmul", {}, a=h, b=w)["c"]
+    assert c.shape == (2, 5, 3, 2)
+    assert torch.allclose(c, torch.einsum("bsrn,bsnp->bsrp", h.expand(2, 5, 3, 4), w), atol=1e-6)
+    real = torch.randn(2, 4, 2)
+    c2 = build("tensor.matmul")(a=h[:, 0], b=real)["c"]           # a real factor is promoted
+    assert c2.dtype == torch.complex64 and torch.allclose(c2, h[:, 0] @ real.to(torch.complex64))
+    with pytest.raises(ValueError, match="do not multiply"):
+        build("tensor.matmul")(a=h, b=w.transpose(-1, -2))
+    with pytest.raises(ValueError, match="real or complex"):
+        build("tensor.matmul")(a=torch.ones(2, 2, 2, dtype=torch.long), b=torch.ones(2, 2, 2, dtype=torch.long))
+    check_gradients("tensor.matmul", {}, wrt=["a", "b"], a=h, b=w)
+
+
+def test_effective_channel_ofdm_layout_and_singleton_symbols():
+    h, w = cn(2, 3, 4, 1, 6, seed=24), cn(2, 4, 3, 5, 6, seed=25)  # static h (S = 1), 5 symbols of w
+    he = check_contract("tensor.effective_channel", {}, h=h, w=w)["h_eff"]
+    assert he.shape == (2, 3, 3, 5, 6)
+    ref = torch.einsum("bknsf,bnlsf->bklsf", h.expand(2, 3, 4, 5, 6), w)
+    assert torch.allclose(he, ref, atol=1e-5)
+    with pytest.raises(ValueError, match="do not fit"):
+        build("tensor.effective_channel")(h=h, w=w[..., :5])
+    check_gradients("tensor.effective_channel", {}, wrt=["h", "w"], h=h, w=w)
+
+
+def test_svd_precoding_then_mmse_on_the_effective_channel():
+    """precoder.svd -> channel -> tensor.matmul (H W) -> combiner.mmse equals the per-stream
+    scalar LMMSE of the diagonalised channel: x_hat_i = g_i* (u_i^H y) / (|g_i|^2 + N0)."""
+    snr_db, n0 = 8.0, 10 ** -0.8
+    h, s = cn(16, 3, 2, seed=26), cn(16, 2, 50, seed=27)
+    pre = build("precoder.svd", {"snr_db": snr_db, "power_allocation": "waterfilling"})(h=h, s=s)
+    torch.manual_seed(3)
+    y = build("channel.mimo_flat", {"nt": 2, "nr": 3, "snr_db": snr_db})(x=pre["x"], h=h)["y"]
+    h_eff = build("tensor.matmul")(a=h, b=pre["w"])["c"]
+    x_hat = build("combiner.mmse", {"snr_db": snr_db, "stream_power": 1.0})(y=y, h=h_eff)["x_hat"]
+    u, sv, _ = torch.linalg.svd(h, full_matrices=False)
+    g = torch.diagonal(u.mH @ h_eff, dim1=-2, dim2=-1)          # U^H H W is diagonal: gains g_i
+    assert (u.mH @ h_eff - torch.diag_embed(g)).abs().max() < 1e-4
+    ref = (g.conj() / (g.abs() ** 2 + n0)).unsqueeze(-1) * (u.mH @ y)
+    assert torch.allclose(x_hat, ref, atol=1e-4)
 
 
 # ------------------------------------------------------------------------------ channel helpers
@@ -122,6 +196,22 @@ def test_apply_noiseless_matches_einsum_and_gradients():
     with pytest.raises(ValueError):
         build("channel.apply")(x=x, h=h[..., :4])
     check_gradients("channel.apply", {"snr_db": 5.0}, wrt=["x", "h"], x=x, h=h)
+
+
+def test_apply_singleton_symbol_axis_equals_expanded_channel():
+    """A static channel h (B, K, Nt, 1, F) serves an L-symbol pilot frame and a Q-symbol data
+    frame exactly as the same h expanded to every OFDM symbol (noise included)."""
+    h1 = cn(2, 3, 4, 1, 8, seed=30)
+    for n_sym in (2, 7):                                         # pilot frame L, data frame Q
+        x = cn(2, 4, n_sym, 8, seed=31 + n_sym)
+        ch = build("channel.apply", {"snr_db": 3.0})
+        torch.manual_seed(5)
+        y1 = check_contract(ch, x=x, h=h1)["y"]
+        torch.manual_seed(5)
+        y2 = ch(x=x, h=h1.expand(2, 3, 4, n_sym, 8).contiguous())["y"]
+        assert y1.shape == (2, 3, n_sym, 8) and torch.equal(y1, y2)
+    with pytest.raises(ValueError, match="trailing axes equal or 1"):
+        build("channel.apply")(x=cn(2, 4, 7, 8), h=cn(2, 3, 4, 2, 8))
 
 
 def test_apply_empirical_snr():
@@ -189,6 +279,21 @@ def test_ofdm_precoder_equals_flat_precoder_per_re(method):
     assert torch.allclose(p, torch.ones(B), atol=1e-4)
 
 
+@pytest.mark.parametrize("method", list(FLAT))
+@pytest.mark.parametrize("normalize", ["matrix", "signal"])
+def test_ofdm_precoder_static_channel_equals_expanded(method, normalize):
+    """h with one OFDM symbol: W once per subcarrier, the same x as h expanded to all S."""
+    h1, s = cn(B, K, NT, 1, F, seed=14), cn(B, K, 6, F, seed=15)
+    params = {"method": method, "normalize": normalize, "iterations": 5, "snr_db": 7.0}
+    one = check_contract("precoder.ofdm", params, s=s, h=h1)
+    full = build("precoder.ofdm", params)(s=s, h=h1.expand(B, K, NT, 6, F).contiguous())
+    assert one["w"].shape == (B, NT, K, 1, F) and one["x"].shape == (B, NT, 6, F)
+    assert torch.allclose(one["x"], full["x"], atol=1e-4)
+    assert torch.allclose(one["w"].expand_as(full["w"]), full["w"], atol=1e-4)
+    with pytest.raises(ValueError, match="does not fit"):
+        build("precoder.ofdm", params)(s=s, h=cn(B, K, NT, 2, F))
+
+
 def test_ofdm_precoder_zf_nulls_interference_and_signal_normalization():
     h, s = cn(B, K, NT, S, F, seed=9), cn(B, K, S, F, seed=10)
     w = build("precoder.ofdm", {"method": "zf"})(h=h, s=s)["w"]
@@ -221,3 +326,48 @@ def test_ofdm_precoder_gradients(method):
                           s=cn(B, K, S, F, seed=12), h=cn(B, K, NT, S, F, seed=13))
     if method == "rzf":
         assert [n for n, _ in blk.named_parameters()] == ["inner.alpha_raw"]
+
+
+# ------------------------------------------------------------------------------ tensor.* ids
+
+OLD_IDS = """\
+format: 1
+name: old_ids
+blocks:
+  src: {type: source.symbols, params: {shape: [2, 6], num_eval_examples: 4, batch: 4}}
+  flat: {type: csirs.reshape, params: {shape: [-1]}}
+  back: {type: tensor.reshape, params: {shape: [3, 4]}}
+connections:
+  - src.x -> flat.x
+  - flat.x -> back.x
+"""
+
+
+def test_old_csirs_ids_work_with_a_deprecation_note(write_graph, capsys):
+    from flowgraph import registry
+    from flowgraph.cli import main
+    from flowgraph.compile import compile_graph
+    from flowgraph.graph import load_graph
+
+    assert registry.get("csirs.reshape") is registry.get("tensor.reshape")
+    assert registry.renamed("csirs.group") == "tensor.group" and registry.renamed("tensor.group") is None
+    assert "csirs.reshape" not in registry.all_types() and "tensor.stream_map" in registry.all_types()
+    path = write_graph(OLD_IDS)
+    cg = compile_graph(load_graph(path))
+    assert cg.problems == [] and cg.blocks["flat"].type_id == "tensor.reshape"
+    assert [str(n) for n in cg.notes] == [
+        f"{path}:5: note: block 'flat': type 'csirs.reshape' is deprecated, use 'tensor.reshape' "
+        f"(the old id works until format 2)"]
+    assert main(["validate", str(path)]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == str(cg.notes[0]) and out[1].endswith("ok (3 blocks, 2 connections)")
+
+
+def test_no_shipped_graph_uses_a_deprecated_id():
+    from pathlib import Path
+
+    from flowgraph.compile import compile_graph
+    from flowgraph.graph import load_graph
+
+    for path in sorted((Path(__file__).resolve().parents[1] / "graphs").rglob("*.yaml")):
+        assert compile_graph(load_graph(path)).notes == [], path

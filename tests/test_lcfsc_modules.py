@@ -61,19 +61,19 @@ def test_modnet_witt_default_hidden():
 # ---- stream mapping (eq. 1) -------------------------------------------------------------------
 def test_stream_map_is_eq1_row_major_and_unmap_inverts_it():
     z = torch.arange(2 * 4 * 6, dtype=torch.float32).reshape(2, 4, 6)
-    x = check_contract("csirs.stream_map", {"nt": 2}, x=z)["x"]
+    x = check_contract("tensor.stream_map", {"nt": 2}, x=z)["x"]
     assert x.shape == (2, 2, 6)                                   # 24 reals -> 12 symbols -> 2 x 6
     v = z.reshape(2, -1)
     assert torch.equal(x[:, 0, 0], torch.complex(v[:, 0], v[:, 1]))      # pairs (2n, 2n+1)
     assert torch.equal(x[:, 1, 0], torch.complex(v[:, 12], v[:, 13]))    # antenna 1 starts at symbol T
-    back = check_contract("csirs.stream_unmap", {"shape": [4, 6]}, x=x)["x"]
+    back = check_contract("tensor.stream_unmap", {"shape": [4, 6]}, x=x)["x"]
     assert torch.equal(back, z)
-    flat = build("csirs.stream_unmap", {})(x=x)["x"]
+    flat = build("tensor.stream_unmap", {})(x=x)["x"]
     assert flat.shape == (2, 24)
     with pytest.raises(ValueError, match="streams"):
-        build("csirs.stream_map", {"nt": 4})(x=torch.randn(2, 3, 2))
+        build("tensor.stream_map", {"nt": 4})(x=torch.randn(2, 3, 2))
     with pytest.raises(ValueError, match="shape"):
-        build("csirs.stream_unmap", {"shape": [5, 5]})(x=x)
+        build("tensor.stream_unmap", {"shape": [5, 5]})(x=x)
 
 
 def test_mask_ratio_sink():

@@ -109,3 +109,134 @@ def test_msssim_matches_pytorch_msssim_on_large_images():
     ours = ms_ssim_per_image(p, t, levels=5, win_size=11, data_range=1.0)
     lib = ms_ssim(p, t, data_range=1.0, size_average=False)
     assert torch.allclose(ours, lib, atol=2e-4)
+
+
+# ----------------------------------------------------------------------------- set-level metrics
+
+def test_psnr_of_mse_is_the_psnr_of_the_mean_mse():
+    t = torch.full((2, 3, 8, 8), 0.5)
+    p = t.clone()
+    p[0] += 0.1           # mse 1e-2
+    p[1] += 0.01          # mse 1e-4
+    blk = build("sink.psnr")
+    out = check_contract(blk, pred=p, target=t)
+    assert torch.allclose(out["stats"][:, 0], torch.tensor([1e-2, 1e-4]), rtol=1e-4)
+    # two batches of one example each: the reduction sees the concatenated statistics
+    stats = torch.cat([blk(pred=p[:1], target=t[:1])["stats"], blk(pred=p[1:], target=t[1:])["stats"]])
+    assert blk.reduce_stats(stats) == pytest.approx(10 * math.log10(1 / ((1e-2 + 1e-4) / 2)), abs=1e-3)
+    assert blk.reduce_stats(stats) < out["value"].mean().item()        # 22.97 dB < 30 dB
+    assert type(blk).set_suffix == "of_mse"
+
+
+def _one_hot_logits(pred, c):
+    return torch.nn.functional.one_hot(pred, c).movedim(-1, 1).float() * 5.0
+
+
+# image A: 8 pixels, perfect (classes 0 and 1); image B: 4 pixels, one class-2 pixel missed
+LAB = [torch.tensor([[0, 0, 0, 0, 0, 0, 1, 1]]), torch.tensor([[2, 2, 0, 0]])]
+PRED = [torch.tensor([[0, 0, 0, 0, 0, 0, 1, 1]]), torch.tensor([[2, 0, 0, 0]])]
+
+
+def test_miou_dataset_equals_hand_value_and_differs_from_per_image_mean():
+    blk = build("sink.miou", {"n_classes": 3})
+    outs = [check_contract(blk, logits=_one_hot_logits(p, 3), label=y) for p, y in zip(PRED, LAB)]
+    per_image = torch.cat([o["value"] for o in outs])
+    # A: IoU0 = IoU1 = 1 (class 2 absent) -> 1;  B: IoU0 = 2/3, IoU2 = 1/2 -> 7/12
+    assert torch.allclose(per_image, torch.tensor([1.0, 7 / 12]))
+    stats = torch.cat([o["stats"] for o in outs])
+    assert stats.dtype == torch.int64 and stats.sum().item() == 12
+    assert stats.sum(0).tolist() == [[8, 0, 0], [0, 2, 0], [1, 0, 1]]
+    # summed matrix: IoU0 = 8/9, IoU1 = 1, IoU2 = 1/2 -> 43/54 = 0.7963, not 19/24 = 0.7917
+    assert blk.reduce_stats(stats) == pytest.approx(43 / 54)
+    assert per_image.mean().item() == pytest.approx(19 / 24)
+    assert blk.reduce_stats(stats) != pytest.approx(per_image.mean().item(), abs=1e-3)
+    assert blk.class_iou(stats) == pytest.approx([8 / 9, 1.0, 0.5])
+    assert type(blk).set_suffix == "dataset"
+
+
+def test_miou_mfnet_convention_by_hand():
+    """Class 0 unlabelled: IoU_0 = 0, the class-2 pixel predicted 0 is no false negative."""
+    blk = build("sink.miou", {"convention": "mfnet"})
+    stats = torch.cat([blk(logits=_one_hot_logits(p, 3), label=y)["stats"] for p, y in zip(PRED, LAB)])
+    assert blk.class_iou(stats) == pytest.approx([0.0, 1.0, 1.0])
+    assert blk.reduce_stats(stats) == pytest.approx(2 / 3)               # mean over all 3 entries
+
+
+def _mfnet_calculate_result(cf):
+    """MFNet-pytorch util.calculate_result's IoU loop, as seed002.md Sec. 3.4 describes it."""
+    import numpy as np
+    n = cf.shape[0]
+    iou = np.zeros(n)
+    for cid in range(1, n):
+        if cf[:, cid].sum() > 0:
+            iou[cid] = cf[cid, cid] / (cf[cid, 1:].sum() + cf[1:, cid].sum() - cf[cid, cid])
+    return iou
+
+
+def test_miou_mfnet_convention_matches_the_reference_loop():
+    from blocks.sinks import class_iou
+    g = torch.Generator().manual_seed(3)
+    for trial in range(20):
+        cf = torch.randint(0, 50, (9, 9), generator=g)
+        cf[:, trial % 8 + 1] = 0                                         # one class never predicted
+        ref = _mfnet_calculate_result(cf.numpy().astype(float))
+        assert class_iou(cf, "mfnet").numpy() == pytest.approx(ref)
+
+
+def test_miou_ignore_index_spatial_shapes_and_errors():
+    g = torch.Generator().manual_seed(4)
+    logits = torch.randn(2, 4, 5, 6, generator=g)
+    label = torch.randint(0, 4, (2, 5, 6), generator=g)
+    label[:, 0] = 255
+    out = check_contract("sink.miou", {"ignore_index": 255, "n_classes": 4}, logits=logits, label=label)
+    assert out["stats"].sum().item() == 2 * 4 * 6                          # the void row is not counted
+    with pytest.raises(ValueError, match="outside 0..3"):
+        build("sink.miou")(logits=logits, label=label)                      # 255 is not ignored by default
+    with pytest.raises(ValueError, match="does not fit"):
+        build("sink.miou")(logits=logits, label=label[:, :4])
+    with pytest.raises(ValueError, match="n_classes is 3"):
+        build("sink.miou", {"n_classes": 3})(logits=logits, label=label.clamp(0, 3))
+
+
+def test_frechet_distance_closed_forms():
+    from flowgraph.metrics import frechet_distance
+    mu1, mu2 = torch.tensor([1.0, 2.0, 0.0]), torch.tensor([0.0, 0.0, 1.0])
+    a, b = torch.tensor([1.0, 4.0, 0.25]), torch.tensor([4.0, 1.0, 0.25])
+    d = frechet_distance(mu1, torch.diag(a), mu2, torch.diag(b))
+    assert d == pytest.approx(6.0 + ((a.sqrt() - b.sqrt()) ** 2).sum().item())     # 6 + 1 + 1 + 0
+    g = torch.Generator().manual_seed(5)
+    m = torch.randn(6, 6, generator=g, dtype=torch.float64)
+    cov = m @ m.T
+    assert frechet_distance(mu1.new_zeros(6), cov, mu1.new_zeros(6), cov) == pytest.approx(0.0, abs=1e-8)
+
+
+def test_frechet_distance_matches_scipy_sqrtm():
+    linalg = pytest.importorskip("scipy.linalg")
+    from flowgraph.metrics import frechet_distance
+    g = torch.Generator().manual_seed(6)
+    m1, m2 = torch.randn(5, 5, generator=g, dtype=torch.float64), torch.randn(5, 5, generator=g, dtype=torch.float64)
+    c1, c2 = m1 @ m1.T, m2 @ m2.T + 0.1 * torch.eye(5, dtype=torch.float64)
+    mu1, mu2 = torch.randn(5, generator=g, dtype=torch.float64), torch.randn(5, generator=g, dtype=torch.float64)
+    covmean = linalg.sqrtm(c1.numpy() @ c2.numpy()).real
+    ref = ((mu1 - mu2) ** 2).sum().item() + c1.trace().item() + c2.trace().item() - 2 * covmean.trace()
+    assert frechet_distance(mu1, c1, mu2, c2) == pytest.approx(ref, rel=1e-6)
+
+
+def test_frechet_sink_reduces_the_whole_set():
+    from flowgraph.metrics import frechet_distance_of_features
+    g = torch.Generator().manual_seed(7)
+    target = torch.randn(200, 4, generator=g)
+    shift = torch.tensor([1.0, -2.0, 0.0, 0.5])
+    blk = build("sink.frechet")
+    parts = [check_contract(blk, pred=target[i:i + 50] + shift, target=target[i:i + 50]) for i in range(0, 200, 50)]
+    stats = torch.cat([p["stats"] for p in parts])
+    assert stats.shape == (200, 8)
+    # same covariance, means apart by the shift: d^2 = ||shift||^2 = 5.25
+    assert blk.reduce_stats(stats) == pytest.approx(5.25, rel=1e-6)
+    scaled = torch.cat([blk(pred=2 * target[i:i + 50], target=target[i:i + 50])["stats"] for i in range(0, 200, 50)])
+    assert blk.reduce_stats(scaled) == pytest.approx(frechet_distance_of_features(2 * target, target))
+    assert blk.reduce_stats(scaled) > 0.5
+    # fewer examples than features: singular covariances, still a finite non-negative number
+    few = blk(pred=torch.randn(5, 3, 4, 4, generator=g), target=torch.randn(5, 3, 4, 4, generator=g))["stats"]
+    assert math.isfinite(blk.reduce_stats(few)) and blk.reduce_stats(few) >= 0
+    assert type(blk).per_example is False and not blk.higher_is_better

@@ -19,8 +19,9 @@ Modules (each registers its blocks; ``blocks/__init__`` imports them all):
                  its Algorithm 1 pretraining is a train stage of graphs/lcfsc.yaml).
 * ``adjscc``  -- ``extractor.adjscc`` / ``decoder.adjscc`` (the ADJSCC baseline of Sec. V-A3
                  with SNR + flattened MIMO CSI as side information).
-* ``glue``    -- ``csirs.stream_map`` / ``csirs.stream_unmap`` (codeword <-> Nt x C_L/Nt
-                 reshape of eq. 1) and ``sink.mask_ratio`` (reports m* per image).
+* ``glue``    -- ``sink.mask_ratio`` (reports m* per image). The codeword <-> Nt x C_L/Nt
+                 reshape of eq. 1 is the generic ``tensor.stream_map`` / ``tensor.stream_unmap``
+                 (blocks/glue.py).
 
 Shared pieces: ``_swin`` (windows, attention, the CSI fusion masking model),
 ``_common`` (CSI to real channels, checkpoint initialisation).

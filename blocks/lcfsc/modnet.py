@@ -77,7 +77,7 @@ class ChannelModNetEncoder(Block):
 
     y = Head(x (.) s(x, SNR)), Head = Linear(C -> c_out); s from the SNR-gated layer chain
     of the module docstring. The real output is the codeword before the MIMO reshape
-    (``csirs.stream_map``) and power normalisation.
+    (``tensor.stream_map``) and power normalisation.
 
     Shapes: x real (B, N, C) -> z real (B, N, c_out).
     """

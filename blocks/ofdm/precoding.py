@@ -36,20 +36,26 @@ class OFDMPrecoder(Block):
     alpha (``check_gradients``); ZF gradients blow up on ill-conditioned REs (seed 003 Fig. 10).
 
     w is returned in the OFDM layout: w[b, :, k, s, f] is user k's precoding vector on RE
-    (s, f), matching h[b, k, :, s, f]; ``csirs.permute`` with dims [0, 3, 4, 1, 2] turns both
+    (s, f), matching h[b, k, :, s, f]; ``tensor.permute`` with dims [0, 3, 4, 1, 2] turns both
     into the per-RE matrix layout of ``sink.sum_rate`` / ``sink.spectral_efficiency``.
 
-    Shapes: s complex (B, K, S, F) optional, h complex (B, K, Nt, S, F)
-            -> x complex (B, Nt, S, F) (zeros when s is unconnected: then only w is produced),
-               w complex (B, Nt, K, S, F).
+    Static channel: an h with one OFDM symbol (Sh = 1) serves a grid of any S. W is then
+    computed once per subcarrier (S times cheaper) and applied to every symbol of it, and
+    w keeps Sh = 1; x equals what an h expanded to all S symbols gives (the per-RE power
+    normalisation and WMMSE's water-filling see each subcarrier S times, which changes
+    neither).
+
+    Shapes: s complex (B, K, S, F) optional, h complex (B, K, Nt, Sh, F) with Sh = S or 1
+            -> x complex (B, Nt, S, F) (zeros (B, Nt, Sh, F) when s is unconnected: then
+               only w is produced), w complex (B, Nt, K, Sh, F).
     """
     inputs = {"s": Port("complex", ("B", "K", "S", "F"), tag="symbols", optional=True,
                         doc="user grid: one unit-energy stream per user"),
-              "h": Port("complex", ("B", "K", "Nt", "S", "F"), tag="csi",
-                        doc="channel (estimate) per user, Tx antenna and RE")}
+              "h": Port("complex", ("B", "K", "Nt", "Sh", "F"), tag="csi",
+                        doc="channel (estimate) per user, Tx antenna and RE; Sh = 1: static over the grid")}
     outputs = {"x": Port("complex", ("B", "Nt", "S", "F"), tag="symbols", doc="precoded grid"),
-               "w": Port("complex", ("B", "Nt", "K", "S", "F"), tag="csi",
-                         doc="precoding vectors per user and RE")}
+               "w": Port("complex", ("B", "Nt", "K", "Sh", "F"), tag="csi",
+                         doc="precoding vectors per user and RE (Sh = 1 for a static h)")}
     params = {"method": Param(str, "rzf", "zf, rzf, mrt or wmmse", choices=tuple(_METHODS)),
               "alpha": Param(float, 1.0, "rzf: regularization times N0 (>= 0)"),
               "learnable_alpha": Param(bool, False, "rzf: train alpha (softplus, > 0)"),
@@ -79,16 +85,23 @@ class OFDMPrecoder(Block):
         if h.dim() != 5:
             raise ValueError(f"precoder.ofdm: h must be (B, K, Nt, S, F), got {tuple(h.shape)}")
         b, k, nt, ns, nf = h.shape
-        if s is not None and tuple(s.shape) != (b, k, ns, nf):
+        if s is not None and (s.shape[:2] != (b, k) or s.shape[3] != nf or ns not in (1, s.shape[2])):
             raise ValueError(f"precoder.ofdm: s {tuple(s.shape)} does not fit h {tuple(h.shape)} "
-                             f"(expects (B, K, S, F) = {(b, k, ns, nf)})")
+                             f"(expects (B, K, S, F) = {(b, k, ns, nf)}, or any S when h has S = 1)")
         self._sync()
-        hre = h.permute(0, 3, 4, 1, 2)                                # (B, S, F, K, Nt)
-        sre = None if s is None else s.permute(0, 2, 3, 1).unsqueeze(-1)   # (B, S, F, K, 1)
+        hre = h.permute(0, 3, 4, 1, 2)                                # (B, Sh, F, K, Nt)
+        if s is None:
+            sre = None
+        elif ns == 1:   # static h: the S symbols of a subcarrier are T symbols of one RE matrix
+            sre = s.permute(0, 3, 1, 2).unsqueeze(1)                   # (B, 1, F, K, S)
+        else:
+            sre = s.permute(0, 2, 3, 1).unsqueeze(-1)                  # (B, S, F, K, 1)
         out = self.inner(h=hre, s=sre)
-        w = out["w"].permute(0, 3, 4, 1, 2).contiguous()              # (B, Nt, K, S, F)
+        w = out["w"].permute(0, 3, 4, 1, 2).contiguous()              # (B, Nt, K, Sh, F)
         if s is None:
             x = h.new_zeros(b, nt, ns, nf)
+        elif ns == 1:
+            x = out["x"][:, 0].permute(0, 2, 3, 1).contiguous()       # (B, F, Nt, S) -> (B, Nt, S, F)
         else:
             x = out["x"][..., 0].permute(0, 3, 1, 2).contiguous()     # (B, Nt, S, F)
         return {"x": x, "w": w}
