@@ -3,7 +3,7 @@
 A weights-free stand-in for CLIP-score-like semantic metrics (seed 004 SGD-JSCC, Sec. VII-A):
 train a small classifier on clean images of the dataset, freeze it, and report its accuracy
 (``sink.accuracy``) on reconstructions; its penultimate features also feed a Fréchet distance
-(``sink.frechet``), an FID-like set metric that needs no Inception weights.
+(``sink.frechet``), an FID-like set metric that needs no Inception weights ("FD-judge").
 """
 from __future__ import annotations
 

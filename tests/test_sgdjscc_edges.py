@@ -136,3 +136,14 @@ def test_edge_jscc_paper_stages_give_the_codes_symbol_count():
     assert prob.shape == (1, 1, 128, 128)
     with pytest.raises(ValueError, match="stages"):
         build("extractor.edge_jscc", {"stages": 0})
+
+
+def test_edge_map_cache_returns_the_same_maps():
+    img = _test_images()[1][:6]
+    plain = build("extractor.edge_map", {"sigmas": [1.0, 2.0, 3.0]})(image=img)
+    cached = build("extractor.edge_map", {"sigmas": [1.0, 2.0, 3.0], "cache_size": 4})
+    first = cached(image=img)                          # 4 of 6 images remembered
+    again = cached(image=img.flip(0))                  # hits and misses mixed, new order
+    assert len(cached._cache) == 4
+    for k in ("edge", "edge_soft"):
+        assert torch.equal(first[k], plain[k]) and torch.equal(again[k], plain[k].flip(0))

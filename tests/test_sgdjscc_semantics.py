@@ -1,13 +1,12 @@
 """Seed 004 (SGD-JSCC) semantic side information and perceptual metrics: caption tokens and
-their agreement sink, the judge classifier, the Fréchet sinks (sink.frechet, sink.fid with
-user weights) and the paper-scale autoencoder."""
+their agreement sink, the judge classifier, sink.fid with user weights (sink.frechet and the
+Fréchet helper are tested in tests/test_sinks.py) and the paper-scale autoencoder."""
 import numpy as np
 import pytest
 import torch
 from skimage.color import rgb2lab
 
 import blocks  # noqa: F401
-from blocks.frechet import frechet_distance
 from blocks.sgdjscc import caption as cap
 from blocks.sources import DigitsSource
 from flowgraph.errors import SemflowError
@@ -90,35 +89,6 @@ def test_image_classifier_contract_gradients_and_learning():
     clf.eval()
     acc = build("sink.accuracy", {})(logits=clf(image=data["image"])["logits"], label=data["label"])["value"]
     assert float(acc.mean()) > 0.6          # 100 steps: about 0.85 measured
-
-
-def test_frechet_distance_closed_form():
-    """Two Gaussians with known mean and covariance: d^2 = |mu1-mu2|^2 + Tr(S1 + S2 - 2 (S1 S2)^(1/2))."""
-    g = torch.Generator().manual_seed(1)
-    n, dim = 200000, 3
-    a = torch.randn(n, dim, generator=g, dtype=torch.float64)
-    s2 = torch.tensor([2.0, 0.5, 1.0], dtype=torch.float64)
-    b = torch.randn(n, dim, generator=g, dtype=torch.float64) * s2.sqrt() + torch.tensor([1.0, 0.0, -1.0])
-    expected = 2.0 + (1 + 2.0 - 2 * 2 ** 0.5) + (1 + 0.5 - 2 * 0.5 ** 0.5) + 0.0
-    assert abs(frechet_distance(a, b) - expected) < 0.03
-    assert abs(frechet_distance(a, a)) < 1e-9
-    # against scipy's sqrtm on a non-diagonal case
-    from scipy import linalg
-    x = torch.randn(500, 4, generator=g, dtype=torch.float64)
-    y = x @ torch.randn(4, 4, generator=g, dtype=torch.float64) + 0.3
-    s1, s2m = np.cov(x.numpy(), rowvar=False), np.cov(y.numpy(), rowvar=False)
-    ref = ((x.mean(0) - y.mean(0)) ** 2).sum().item() + np.trace(s1 + s2m - 2 * linalg.sqrtm(s1 @ s2m).real)
-    assert abs(frechet_distance(x, y) - ref) < 1e-6 * max(1.0, abs(ref))
-
-
-def test_frechet_sink_set_level_protocol():
-    f = torch.randn(6, 5)
-    blk = build("sink.frechet", {})
-    out = check_contract(blk, pred=f + 1, target=f)
-    assert out["stats"].shape == (6, 10) and torch.allclose(out["value"], torch.full((6,), 5.0))
-    assert type(blk).per_example is False and type(blk).set_suffix == "set"
-    stats = torch.cat([blk(pred=torch.randn(50, 5) + 1, target=torch.randn(50, 5))["stats"] for _ in range(4)])
-    assert blk.reduce_stats(stats) > 3.0                   # about |mu1 - mu2|^2 = 5, minus sampling noise
 
 
 def test_fid_needs_user_weights_and_runs_with_a_torchscript_file(tmp_path):

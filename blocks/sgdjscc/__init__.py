@@ -20,6 +20,6 @@ Modules (each registers its blocks; ``blocks/__init__`` imports them all):
 * ``sinks``       -- ``sink.edge_f1``, ``sink.snr_error``
 
 Generic pieces live outside: ``blocks/classifiers.py`` (the judge classifier) and
-``blocks/frechet.py`` (``sink.fid`` with user weights, ``sink.frechet`` in any features).
+``blocks/fid.py`` (``sink.fid`` with user weights, built on ``sink.frechet``).
 """
 from . import autoencoder, caption, diffusion, edges, receiver, sinks  # noqa: F401  (register the blocks)

@@ -49,15 +49,44 @@ class EdgeMap(Block):
                "edge_soft": Port("real", ("B", 1, "H", "W"), doc="mean of Canny maps over sigmas")}
     params = {**_canny_params("Gaussian sigma of the binary map"),
               "sigmas": Param(list, [], "sigmas averaged into edge_soft, e.g. [0.5, 1, 1.5, 2, 2.5, 3]; "
-                                        "[] = edge_soft is the binary map")}
+                                        "[] = edge_soft is the binary map"),
+              "cache_size": Param(int, 0, "remember the maps of up to this many distinct images (keyed by "
+                                          "their pixels): a training set without augmentation is then "
+                                          "edge-detected once; 0 = off")}
 
-    @torch.no_grad()
-    def forward(self, image):
+    def __init__(self, **params):
+        super().__init__(**params)
+        self._cache: dict = {}
+        self._k = max(1, len(self.p.sigmas))
+
+    def _maps(self, image):
         p = self.p
         gray = _canny.luminance(image.float())
         edge = _canny.canny(gray, p.sigma, p.low, p.high, p.use_quantiles)
         soft = torch.stack([_canny.canny(gray, float(s), p.low, p.high, p.use_quantiles)
                             for s in p.sigmas]).float().mean(0) if p.sigmas else edge.float()
+        return edge.float(), soft
+
+    @torch.no_grad()
+    def forward(self, image):
+        if self.p.cache_size <= 0:
+            edge, soft = self._maps(image)
+        else:
+            keys = [hash(im.cpu().numpy().tobytes()) for im in image]
+            todo = [i for i, k in enumerate(keys) if k not in self._cache]
+            if todo:
+                e, s = self._maps(image[todo])
+                for j, i in enumerate(todo):
+                    if len(self._cache) < self.p.cache_size:
+                        # exact and small: the edge bits and the count of sigmas that fired
+                        self._cache[keys[i]] = (e[j].to(torch.bool), (s[j] * self._k).round().to(torch.uint8))
+                fresh = {i: (e[j], s[j]) for j, i in enumerate(todo)}
+            else:
+                fresh = {}
+            pairs = [fresh[i] if i in fresh else (self._cache[k][0].float(), self._cache[k][1].float() / self._k)
+                     for i, k in enumerate(keys)]
+            edge = torch.stack([a for a, _ in pairs]).to(image.device)
+            soft = torch.stack([b for _, b in pairs]).to(image.device)
         return {"edge": edge.unsqueeze(1).to(image.dtype), "edge_soft": soft.unsqueeze(1).to(image.dtype)}
 
 
