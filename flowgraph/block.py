@@ -274,10 +274,35 @@ class Sink(Block):
     """A metric sink: its ``value`` output holds one real number per example (B,).
 
     Evaluation gathers these per-example values over the held-out split, then reports
-    mean and spread. ``higher_is_better`` and ``unit`` label tables and plots.
+    mean and spread. ``higher_is_better``, ``unit``, ``scale`` and ``proportion`` label
+    tables and plots and choose the interval.
+
+    Set-level metrics (a dataset mIoU from a confusion matrix, a Fréchet distance) add an
+    output port ``"stats"`` (real or int, ``("B", ...)``: additive per-example statistics
+    or per-example features) and implement :meth:`reduce_stats`. Evaluation concatenates
+    ``stats`` along dim 0 over every example of one sweep point (all batches and repeats)
+    and reports ``reduce_stats(stats)`` as the column ``<block name>_<set_suffix>``.
     """
     outputs = {"value": Port("real", ("B",), tag="scalar", doc="metric per example")}
     higher_is_better: ClassVar[bool] = True
     unit: ClassVar[str] = ""
     #: computed on training log steps (set False for costly metrics such as MS-SSIM)
     log_in_training: ClassVar[bool] = True
+    #: y axis of plots: "log" for error rates and NMSE, else "linear"
+    scale: ClassVar[str] = "linear"
+    #: values are success/failure rates in [0, 1]: the 95% CI is a Wilson interval
+    proportion: ClassVar[bool] = False
+    #: the set-level column is ``f"{block name}_{set_suffix}"`` (sinks with a "stats" port)
+    set_suffix: ClassVar[str] = "set"
+    #: False: ``value`` is no meaningful per-example number (FID); only the set column is reported
+    per_example: ClassVar[bool] = True
+    #: evaluation adds a seeded bootstrap 95% CI over examples to the set-level value
+    set_bootstrap: ClassVar[bool] = True
+
+    @classmethod
+    def has_set_metric(cls) -> bool:
+        return "stats" in cls.outputs
+
+    def reduce_stats(self, stats: torch.Tensor) -> float:
+        """Reduce the ``stats`` of every example of one evaluation point to one number."""
+        raise NotImplementedError(f"{type(self).__name__} declares a 'stats' port but no reduce_stats")

@@ -2,19 +2,24 @@
 
     semflow validate GRAPH...                 report every problem, exit 1 on any
     semflow run GRAPH [--preset P] [--set VAR=VALUE]... [--out DIR] [--device cpu|cuda]
-                      [--seed N] [--resume]   train stages, then evaluate
+                      [--seed N] [--resume] [--tensorboard]   train stages, then evaluate
     semflow train GRAPH ...                   training stages only
     semflow eval GRAPH --checkpoint PATH ...  evaluation only
-    semflow blocks [--json]                   list registered blocks
-    semflow describe TYPE                     one block's ports, params and doc
+    semflow study STUDY.yaml [--jobs N] [--preset P] [--dry-run]   many runs, one comparison
+    semflow compare RUN_OR_STUDY... [--out DIR]                    overlay runs: PNG, table, CSV
+    semflow blocks [STAGE|PATTERN] [--json]   list registered blocks
+    semflow describe TYPE...                  blocks' ports, params and doc
     semflow gui [GRAPH]                       the Qt editor (needs the gui extra)
 
-Every error is one line ``semflow: error: ...`` and a non-zero exit.
+Every error is one line ``semflow: error: ...`` and a non-zero exit. SIGINT/SIGTERM
+during training write a checkpoint first (``--resume`` continues).
 """
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import json
+import re
 import sys
 import textwrap
 from pathlib import Path
@@ -22,7 +27,7 @@ from pathlib import Path
 import yaml
 
 from . import registry
-from .errors import SemflowError, ValidationError
+from .errors import SemflowError, ValidationError, did_you_mean
 
 
 class _Parser(argparse.ArgumentParser):
@@ -98,8 +103,39 @@ def _runner(args, out=None):
     sweep = _parse_sweep(getattr(args, "sweep", None))
     if sweep:   # replaces the graph's evaluate.sweep; validation then checks the names
         spec.evaluate = {**(spec.evaluate or {}), "sweep": sweep}
-    return Runner(spec, preset=args.preset, overrides=_parse_set(args.set), out=out or args.out,
-                  device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv)
+    taps = None
+    if getattr(args, "tensorboard", None) is not None:
+        from .taps import TapHub
+        from .tensorboard import require_tensorboard
+        require_tensorboard()        # one line before any work when the extra is missing
+        taps = TapHub()
+    r = Runner(spec, preset=args.preset, overrides=_parse_set(args.set), out=out or args.out,
+               device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv,
+               resume=getattr(args, "resume", False), taps=taps)
+    if taps is not None:
+        from .tensorboard import TensorBoardLogger
+        r.tensorboard = TensorBoardLogger(r, args.tensorboard or None)
+        r.log(f"tensorboard: {r.tensorboard.logdir}")
+    return r
+
+
+def _finish(r, work) -> int:
+    """Run ``work()`` with SIGINT/SIGTERM turned into a stop with a checkpoint; close the run."""
+    from .rundir import stop_on_signals
+    try:
+        with stop_on_signals(r) as signals:
+            work()
+        if signals:
+            import signal as _signal
+            name = _signal.Signals(signals[0]).name
+            ckpt = f"checkpoint {r.checkpoint_path}; " if r.checkpoint_path.is_file() else ""
+            r.log(f"semflow: stopped by {name}; {ckpt}continue with --resume --out {r.out}")
+            return 128 + int(signals[0])
+    finally:
+        if getattr(r, "tensorboard", None) is not None:
+            r.tensorboard.close()
+        r.close()
+    return 0
 
 
 def _resume_dir(args):
@@ -118,36 +154,76 @@ def _resume_dir(args):
 
 def cmd_run(args) -> int:
     r = _runner(args, _resume_dir(args))
-    try:
-        r.run(resume=args.resume, stop_after=args.stop_after)
-    finally:
-        r.close()
-    return 0
+    return _finish(r, lambda: r.run(stop_after=args.stop_after))
 
 
 def cmd_train(args) -> int:
     r = _runner(args, _resume_dir(args))
-    try:
-        r.train(resume=args.resume, stop_after=args.stop_after)
+
+    def work():
+        r.train(stop_after=args.stop_after)
         r.log(f"checkpoint: {r.checkpoint_path}")
-    finally:
-        r.close()
-    return 0
+    return _finish(r, work)
 
 
 def cmd_eval(args) -> int:
     r = _runner(args)
-    try:
+
+    def work():
         r.load_weights(args.checkpoint)
         r.evaluate()
         r.log(f"run directory: {r.out}")
-    finally:
-        r.close()
-    return 0
+    return _finish(r, work)
+
+
+def cmd_study(args) -> int:
+    from .study import run_study
+    return run_study(args.study, out=args.out, jobs=args.jobs, preset=args.preset, overrides=_parse_set(args.set),
+                     threads=args.threads, dry_run=args.dry_run, device=args.device)
+
+
+def cmd_compare(args) -> int:
+    from .compare import compare_main
+    return compare_main(args.inputs, out=args.out, metrics=args.metrics, x=args.x, panels=args.panels,
+                        baseline=args.baseline, series=args.series)
+
+
+_ABBREVIATIONS = ("e.g.", "i.e.", "al.", "eq.", "eqs.", "fig.", "figs.", "cf.", "vs.", "sec.", "no.", "approx.")
+
+
+def summary(cls) -> str:
+    """A block's one-line summary: the first sentence of its docstring, whole (a full stop
+    inside parentheses or after e.g., et al., eq. ... does not end it)."""
+    para = (cls.__doc__ or "").strip().split("\n\n")[0]
+    text = " ".join(line.strip() for line in para.splitlines())
+    depth = 0
+    for m in re.finditer(r"[()]|[.!?](?=\s+[A-Z])", text):
+        c = m.group()
+        if c in "()":
+            depth += 1 if c == "(" else -1
+        elif depth <= 0 and not text[:m.end()].lower().endswith(_ABBREVIATIONS):
+            return text[:m.end()]
+    return text
+
+
+def _select_blocks(pattern: str | None) -> dict:
+    types = registry.all_types()
+    if not pattern:
+        return types
+    stages = {c.stage() for c in types.values()}
+    if pattern in stages:
+        return {t: c for t, c in types.items() if c.stage() == pattern}
+    glob = pattern if any(ch in pattern for ch in "*?[") else f"*{pattern}*"
+    hit = {t: c for t, c in types.items() if fnmatch.fnmatch(t, glob)}
+    if not hit:
+        raise SemflowError(f"no block type or stage matches '{pattern}'"
+                           + (did_you_mean(pattern, sorted(stages | set(types))) or
+                              f" (stages: {', '.join(sorted(stages))})"))
+    return hit
 
 
 def cmd_blocks(args) -> int:
-    types = registry.all_types()
+    types = _select_blocks(args.pattern)
     if args.json:
         print(json.dumps({t: c.describe() for t, c in types.items()}, indent=2, default=str))
         return 0
@@ -159,17 +235,25 @@ def cmd_blocks(args) -> int:
         for c in classes:
             ins = ", ".join(f"{k}{v.shape_str()}" for k, v in c.inputs.items())
             outs = ", ".join(f"{k}{v.shape_str()}" for k, v in c.outputs.items())
-            doc = (c.__doc__ or "").strip().splitlines()[0] if c.__doc__ else ""
             print(f"  {c.type_id:32s} {ins or '-'} -> {outs or '-'}")
+            doc = summary(c)
             if doc:
-                print(f"  {'':32s} {doc[:100]}")
+                print(textwrap.fill(doc, width=120, initial_indent=" " * 35, subsequent_indent=" " * 35))
     for p in registry.plugin_problems:
         print(f"warning: {p}")
     return 0
 
 
 def cmd_describe(args) -> int:
-    cls = registry.get(args.type)
+    classes = [registry.get(t) for t in args.types]     # an unknown type fails before any output
+    for i, cls in enumerate(classes):
+        if i:
+            print("\n" + "-" * 80 + "\n")
+        _describe(cls)
+    return 0
+
+
+def _describe(cls) -> None:
     d = cls.describe()
     print(f"{d['type']}  (stage: {d['stage']}, class {cls.__module__}.{cls.__qualname__})\n")
     if d["doc"]:
@@ -195,7 +279,6 @@ def cmd_describe(args) -> int:
         print("taps:")
         for name, doc in d["taps"].items():
             print(f"  {name:14s} {doc}")
-    return 0
 
 
 def cmd_gui(args) -> int:
@@ -228,6 +311,9 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="log to the run directory only")
         sp.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (default: torch's choice; 1 helps on a busy machine)")
+        sp.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
+                        help="log losses, metrics and image grids for TensorBoard (default DIR: RUN/tensorboard; "
+                             "needs the tensorboard extra)")
         if resume:
             sp.add_argument("--resume", action="store_true", help="continue from the run's last checkpoint")
             sp.add_argument("--stop-after", type=int, default=None, metavar="STEPS",
@@ -244,11 +330,32 @@ def build_parser() -> argparse.ArgumentParser:
     e.add_argument("--checkpoint", required=True)
     e.set_defaults(func=cmd_eval)
 
-    b = sub.add_parser("blocks", help="list registered blocks")
+    s = sub.add_parser("study", help="run a study (graphs x presets x settings x seeds), then compare")
+    s.add_argument("study")
+    s.add_argument("--out", help="study directory (default runs/studies/<name>[-<preset>])")
+    s.add_argument("--jobs", type=int, default=1, help="points run in parallel processes")
+    s.add_argument("--preset", help="run every point with this preset (e.g. smoke) instead of the study's")
+    s.add_argument("--set", action="append", metavar="VAR=VALUE", help="override a variable in every point")
+    s.add_argument("--threads", type=int, default=None, help="torch threads per point (default: the study's, or 1)")
+    s.add_argument("--device", default=None, help="device of every point (default: the study's, or cpu)")
+    s.add_argument("--dry-run", action="store_true", help="validate every point and list them; run nothing")
+    s.set_defaults(func=cmd_study)
+    c = sub.add_parser("compare", help="overlay the curves of runs or studies: PNG per metric, table, tidy CSV")
+    c.add_argument("inputs", nargs="+", metavar="RUN_OR_STUDY", help="a run or study directory, or LABEL=RUN_DIR")
+    c.add_argument("--out", help="output directory (default: STUDY/compare for one study, else runs/compare-<time>)")
+    c.add_argument("--metrics", help="comma-separated metric columns (default: all)")
+    c.add_argument("--x", help="x-axis sweep variable (default: the first)")
+    c.add_argument("--panels", help="variable whose values become small multiples")
+    c.add_argument("--series", help="'label' (default: a line per run or variant) or a variable: a line per value")
+    c.add_argument("--baseline", help="label that differences are stated against (default: the first)")
+    c.set_defaults(func=cmd_compare)
+
+    b = sub.add_parser("blocks", help="list registered blocks (all, one stage, or matching a pattern)")
+    b.add_argument("pattern", nargs="?", metavar="STAGE|PATTERN", help="a stage (channel) or a glob (*ofdm*)")
     b.add_argument("--json", action="store_true")
     b.set_defaults(func=cmd_blocks)
-    d = sub.add_parser("describe", help="describe one block type")
-    d.add_argument("type")
+    d = sub.add_parser("describe", help="describe block types")
+    d.add_argument("types", nargs="+", metavar="TYPE")
     d.set_defaults(func=cmd_describe)
     g = sub.add_parser("gui", help="open the graph editor")
     g.add_argument("graph", nargs="?")
@@ -261,6 +368,9 @@ def main(argv=None) -> int:
     try:
         return args.func(args)
     except ValidationError as exc:
+        if len(exc.problems) == 1:
+            print(f"semflow: error: {exc.problems[0]}", file=sys.stderr)
+            return 1
         for p in exc.problems:
             print(p, file=sys.stderr)
         print(f"semflow: error: graph has {len(exc.problems)} problem(s); see above", file=sys.stderr)
@@ -271,6 +381,10 @@ def main(argv=None) -> int:
     except KeyboardInterrupt:
         print("semflow: interrupted", file=sys.stderr)
         return 130
+    except BrokenPipeError:     # `semflow blocks | head`: the reader left; not an error of ours
+        import os
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 141
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ import networkx as nx
 from . import expr as E
 from . import registry
 from .block import ParamValues
-from .errors import ExpressionError, GraphError, RegistryError
+from .errors import ExpressionError, GraphError, RegistryError, did_you_mean
 from .graph import GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint
 from .losses import compile_loss, output_shapes
 from .shapes import ELLIPSIS, DimUnifier, fmt
@@ -513,8 +513,9 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     comp = _Compiler(spec, ov, dyn)
     for k in (overrides or {}):
         if k not in spec.variables:
-            comp.problems.append(Problem(spec.path, 0, f"--set {k}: unknown variable '{k}' "
-                                                       f"(variables: {', '.join(spec.variables) or 'none'})"))
+            comp.problems.append(Problem(spec.path, 0, f"--set {k}: unknown variable '{k}'"
+                                                       + (did_you_mean(k, spec.variables) or
+                                                          f" (variables: {', '.join(spec.variables) or 'none'})")))
     for pname, pval in spec.presets.items():
         for k in (pval or {}):
             if k not in spec.variables:
@@ -542,7 +543,7 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     comp.problems.extend(_check_dynamic(comp, dyn))
     enabled = {n: comp.flags.get((spec.path, n, "enabled"), b.enabled) for n, b in spec.blocks.items()}
     comp.problems.extend(_check_train(spec, comp.nodes, cg, enabled))
-    comp.problems.extend(_check_evaluate(spec, comp.nodes))
+    comp.problems.extend(_check_evaluate(spec, comp.nodes, cg.root.values if cg.root else {}))
     cg.problems = _dedupe(comp.problems)
     cg.notes = _dedupe(comp.notes)
     return cg
@@ -697,13 +698,18 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict)
     return problems
 
 
-def _check_evaluate(spec: GraphSpec, nodes: dict) -> list:
+EVALUATE_KEYS = ("sweep", "metrics", "batch", "images", "cbr", "repeats", "until", "bootstrap", "image_grid",
+                 "units")
+
+
+def _check_evaluate(spec: GraphSpec, nodes: dict, values: dict | None = None) -> list:
     problems = []
     ev = spec.evaluate or {}
     for k in ev:
-        if k not in ("sweep", "metrics", "batch", "images", "plot", "cbr"):
-            problems.append(spec.problem(spec.line_of("evaluate", k), f"evaluate: unknown key '{k}' "
-                                                                      "(known: sweep, metrics, batch, images, cbr)"))
+        if k not in EVALUATE_KEYS and k != "plot":
+            problems.append(spec.problem(spec.line_of("evaluate", k), f"evaluate: unknown key '{k}'"
+                                         + (did_you_mean(k, EVALUATE_KEYS) or f" (known: {', '.join(EVALUATE_KEYS)})")))
+    problems += _check_monte_carlo(spec, nodes, ev, values or {})
     cbr = ev.get("cbr", True)
     if not (cbr is True or cbr is False or (isinstance(cbr, list) and all(isinstance(c, str) for c in cbr))):
         problems.append(spec.problem(spec.line_of("evaluate", "cbr"),
@@ -727,6 +733,93 @@ def _check_evaluate(spec: GraphSpec, nodes: dict) -> list:
         elif node is not None and node.cls is not None and not issubclass(node.cls, Sink):
             problems.append(spec.problem(spec.line_of("evaluate", "metrics"),
                                          f"evaluate.metrics: block '{m}' ({node.cls.type_id}) is not a sink"))
+    return problems
+
+
+def _check_monte_carlo(spec: GraphSpec, nodes: dict, ev: dict, values: dict) -> list:
+    """evaluate.repeats / until / bootstrap / image_grid / units (flowgraph/evaluation.py)."""
+    from .block import Sink
+    problems = []
+
+    def P(msg, *keys):
+        problems.append(spec.problem(spec.line_of("evaluate", *keys), msg))
+
+    def value(key, *path):
+        try:
+            return _eval_value(ev[key] if not path else path[0], values)
+        except ExpressionError as exc:
+            P(f"evaluate.{key}: {exc}", key)
+            return None
+
+    def positive_int(v):
+        return isinstance(v, int) and not isinstance(v, bool) and v > 0
+
+    def unknown_keys(section, mapping, known):
+        for k in mapping:
+            if k not in known:
+                problems.append(spec.problem(spec.line_of("evaluate", section, k),
+                                             f"evaluate.{section}: unknown key '{k}' (known: {', '.join(known)})"))
+
+    if "repeats" in ev:
+        r = value("repeats")
+        if r is not None and not positive_int(r):
+            P(f"evaluate.repeats must be a positive integer, got {r!r}", "repeats")
+        if "until" in ev:
+            P("evaluate: give repeats or until, not both", "until")
+    if "bootstrap" in ev:
+        b = value("bootstrap")
+        if b is not None and not (isinstance(b, int) and not isinstance(b, bool) and b >= 0):
+            P(f"evaluate.bootstrap must be a number of resamples >= 0, got {b!r}", "bootstrap")
+    until = ev.get("until")
+    if until is not None:
+        if not isinstance(until, dict):
+            P("evaluate.until must be a mapping such as {metric: bler, errors: 100, max_examples: 100000}", "until")
+        else:
+            unknown_keys("until", until, ("metric", "errors", "max_examples"))
+            m = until.get("metric")
+            node = nodes.get(m) if isinstance(m, str) else None
+            metrics = ev.get("metrics") or []
+            if not isinstance(m, str):
+                P("evaluate.until needs 'metric:', the error-rate sink that counts errors", "until")
+            elif node is None or node.cls is None or not issubclass(node.cls, Sink):
+                problems.append(spec.problem(spec.line_of("evaluate", "until", "metric"),
+                                             f"evaluate.until.metric: '{m}' is not a sink of this graph"))
+            elif metrics and m not in metrics:
+                problems.append(spec.problem(spec.line_of("evaluate", "until", "metric"),
+                                             f"evaluate.until.metric: '{m}' is not in evaluate.metrics"))
+            for k in ("errors", "max_examples"):
+                if k in until:
+                    v = value("until", until[k])
+                    if v is not None and not positive_int(v):
+                        problems.append(spec.problem(spec.line_of("evaluate", "until", k),
+                                                     f"evaluate.until.{k} must be a positive integer, got {v!r}"))
+    grid = ev.get("image_grid")
+    if grid is not None and grid is not True and grid is not False:
+        if not isinstance(grid, dict):
+            P("evaluate.image_grid must be true or a mapping {at: [{var: value}], n: 8, ports: [src.image, dec.image]}",
+              "image_grid")
+        else:
+            unknown_keys("image_grid", grid, ("at", "n", "ports"))
+            at = grid.get("at")
+            if at is not None and (not isinstance(at, list) or not all(isinstance(a, dict) for a in at)):
+                problems.append(spec.problem(spec.line_of("evaluate", "image_grid", "at"),
+                                             "evaluate.image_grid.at must be a list of points such as [{snr_db: 0}]"))
+            else:
+                for a in at or []:
+                    for k in a:
+                        if k not in spec.variables:
+                            problems.append(spec.problem(spec.line_of("evaluate", "image_grid", "at"),
+                                                         f"evaluate.image_grid.at: unknown variable '{k}'"
+                                                         + did_you_mean(k, spec.variables)))
+            for p in grid.get("ports") or []:
+                b, _, port = str(p).partition(".")
+                node = nodes.get(b)
+                if node is None or node.cls is None or port not in node.cls.outputs:
+                    problems.append(spec.problem(spec.line_of("evaluate", "image_grid", "ports"),
+                                                 f"evaluate.image_grid.ports: '{p}' is no output port of this graph"))
+    units = ev.get("units")
+    if units is not None and not (isinstance(units, dict) and all(isinstance(u, str) for u in units.values())):
+        P("evaluate.units maps variables to unit strings, e.g. {snr_db: dB}", "units")
     return problems
 
 

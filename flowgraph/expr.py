@@ -23,7 +23,6 @@ with a function (``$max`` or bare ``max``).
 from __future__ import annotations
 
 import ast
-import difflib
 import functools
 import keyword
 import math
@@ -32,7 +31,7 @@ import sys
 from types import MappingProxyType
 from typing import Any, Callable, Mapping
 
-from .errors import ExpressionError
+from .errors import ExpressionError, did_you_mean
 
 __all__ = ["Distribution", "Uniform", "LogUniform", "Normal", "RandInt", "Choice",
            "DEFAULT_FUNCTIONS", "is_expression", "evaluate", "parse", "names_used",
@@ -453,8 +452,7 @@ def _compile(text: str):
 # --------------------------------------------------------------------------------------
 
 def _unknown_variable(name: str, known) -> str:
-    close = difflib.get_close_matches(name, [k for k in known if isinstance(k, str)], n=1)
-    return f"unknown variable '{name}'" + (f" (did you mean '{close[0]}'?)" if close else "")
+    return f"unknown variable '{name}'" + did_you_mean(name, [k for k in known if isinstance(k, str)])
 
 
 class _Evaluator:

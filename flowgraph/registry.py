@@ -18,7 +18,7 @@ import sys
 from importlib import import_module
 from importlib.metadata import entry_points
 
-from .errors import RegistryError
+from .errors import RegistryError, did_you_mean
 
 ENTRY_POINT_GROUP = "semflow.blocks"
 _TYPE_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
@@ -110,8 +110,8 @@ def get(type_id: str):
     try:
         return _REGISTRY[_ALIASES.get(type_id, type_id)]
     except KeyError:
-        close = [t for t in _REGISTRY if t.split(".")[-1] == type_id.split(".")[-1]]
-        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        same_name = [t for t in _REGISTRY if t.split(".")[-1] == type_id.split(".")[-1]]
+        hint = f" (did you mean '{same_name[0]}'?)" if same_name else did_you_mean(type_id, _REGISTRY)
         raise RegistryError(f"unknown block type '{type_id}'{hint}") from None
 
 

@@ -3,16 +3,20 @@
 A run directory holds::
 
     graph.yaml            the graph as run (preset and --set applied, variables resolved)
-    run.json              command, seed, device, preset, overrides, package versions
+    subgraphs/            copies of the sub-graph files it uses (graph.yaml points at them)
+    run.json              command, seed, device, preset, overrides, package versions, git
+                          commit, sha256 of every graph file; one entry per resume
     log.txt               everything the run printed
-    train.csv             per-step loss, learning rate and metric means (a tap logger)
+    train.csv, train.png  per-step loss, learning rate and metric means; their curves
     metrics.json/.csv     evaluation: per sweep point, mean / std / 95% CI of every metric
-    <metric>_vs_<var>.png one plot per metric against the first sweep variable
+    <metric>_vs_<var>.png one plot per metric (every sweep variable shown)
+    images.png            evaluate.image_grid: examples and reconstructions at chosen points
     checkpoints/last.pt   state_dicts, optimizer, RNG states (atomic: temp file + rename)
 
-Resuming (``--resume``) loads ``checkpoints/last.pt`` and continues the same stage at
-the same step with the same RNG states, so the parameters at the end equal those of
-an uninterrupted run with the same seed.
+An existing directory is only reused with ``resume=True`` (``--resume``): that loads
+``checkpoints/last.pt`` and continues the same stage at the same step with the same RNG
+states, so the parameters at the end equal those of an uninterrupted run with the same
+seed. The first checkpoint is written seconds into training, later ones by time.
 
 The Runner is assembled from one module per concern: ``training.py`` (stages),
 ``evaluation.py`` (sweeps, CBR), ``report.py`` (tables, plots), ``checkpoint.py``
@@ -20,7 +24,6 @@ The Runner is assembled from one module per concern: ``training.py`` (stages),
 """
 from __future__ import annotations
 
-import json
 import random
 import sys
 import time
@@ -37,12 +40,11 @@ from .compile import CompiledGraph, compile_graph
 from .errors import SemflowError, ValidationError
 from .evaluation import EvaluationMixin
 from .graph import GraphSpec
-from .report import format_table, plot_metrics  # noqa: F401 (re-exported)
-from .rundir import Log, package_versions
+from .report import format_table, plot_metrics, plot_training  # noqa: F401 (re-exported)
+from .rundir import Log, git_info, graph_files, package_versions, prepare_run_dir, record_run, write_self_contained
 from .scheduler import Scheduler
 from .taps import TapHub
 from .training import TrainingMixin
-from .yamlio import dump_yaml
 
 __all__ = ["Runner", "Log", "load_checkpoint", "atomic_torch_save", "format_table", "plot_metrics"]
 
@@ -57,16 +59,16 @@ class Runner(TrainingMixin, EvaluationMixin):
     def __init__(self, spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0,
                  taps: TapHub | None = None, quiet: bool = False, check_finite: bool = True,
-                 command: list | None = None):
-        if device.startswith("cuda") and not torch.cuda.is_available():
-            raise SemflowError(f"--device {device}: CUDA is not available on this machine")
+                 command: list | None = None, resume: bool = False):
+        check_device(device)
         self.spec = spec
         self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides)
         if not self.graph.ok:
             raise ValidationError(self.graph.problems)
         self.preset, self.overrides, self.seed, self.device = preset, dict(overrides or {}), int(seed), device
         stamp = time.strftime("%Y%m%d-%H%M%S")
-        self.out = Path(out) if out else Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}"
+        self.resume = resume
+        self.out = prepare_run_dir(out, Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}", resume)
         self.out.mkdir(parents=True, exist_ok=True)
         self.log = Log(self.out / "log.txt", quiet=quiet)
         self.taps = taps or TapHub()
@@ -86,19 +88,21 @@ class Runner(TrainingMixin, EvaluationMixin):
 
     # ---- run directory ---------------------------------------------------------------------
     def _write_run_info(self, command):
-        resolved = self.spec.to_dict()
-        resolved["variables"] = {k: (repr(v) if isinstance(v, E.Distribution) else v)
-                                 for k, v in self.graph.root.values.items()}
-        resolved.pop("presets", None)
-        header = (f"# resolved by semflow from {self.spec.path}"
-                  f" (preset: {self.preset or 'none'}, --set: {self.overrides or 'none'})\n")
-        (self.out / "graph.yaml").write_text(header + dump_yaml(resolved))
+        resumed = self.resume and (self.out / "graph.yaml").is_file()
+        if not resumed:   # a resumed run keeps the graph.yaml it started with
+            resolved = self.spec.to_dict()
+            resolved["variables"] = {k: (repr(v) if isinstance(v, E.Distribution) else v)
+                                     for k, v in self.graph.root.values.items()}
+            resolved.pop("presets", None)
+            header = (f"# resolved by semflow from {self.spec.path}"
+                      f" (preset: {self.preset or 'none'}, --set: {self.overrides or 'none'})\n")
+            write_self_contained(resolved, self.spec, self.out, header)
         info = {"graph": self.spec.path, "name": self.spec.name, "preset": self.preset,
                 "overrides": self.overrides, "seed": self.seed, "device": self.device,
                 "command": command or sys.argv, "started": time.strftime("%Y-%m-%dT%H:%M:%S"),
                 "seeds": {"torch": self.seed, "variables": self.seed + 1, "sources": self.seed + 2},
-                "versions": package_versions()}
-        (self.out / "run.json").write_text(json.dumps(info, indent=2, default=str))
+                "git": git_info(), "graph_files": graph_files(self.spec), "versions": package_versions()}
+        record_run(self.out / "run.json", info, resume=self.resume)
 
     @property
     def checkpoint_path(self) -> Path:
@@ -126,7 +130,18 @@ class Runner(TrainingMixin, EvaluationMixin):
                      f"{', '.join(sorted({m.split('.')[0] for m in missing}))}")
         return ckpt
 
-    def run(self, resume: bool = False, stop_after: int | None = None) -> dict | None:
+    def train(self, resume: bool | None = None, stop_after: int | None = None) -> bool:
+        """Run every training stage (see TrainingMixin.train), then draw train.png."""
+        try:
+            return super().train(resume=self.resume if resume is None else resume, stop_after=stop_after)
+        finally:
+            try:
+                sinks = [n for n in self.graph.order if isinstance(self.scheduler.block(n), Sink)]
+                plot_training(self.out / "train.csv", self.out / "train.png", sinks)
+            except Exception as exc:  # a plot must never hide the run's own outcome
+                self.log(f"note: training plot failed ({type(exc).__name__}: {exc})")
+
+    def run(self, resume: bool | None = None, stop_after: int | None = None) -> dict | None:
         finished = self.train(resume=resume, stop_after=stop_after) if self.spec.train else True
         if not finished:
             return None
@@ -139,3 +154,22 @@ class Runner(TrainingMixin, EvaluationMixin):
 
     def close(self):
         self.log.close()
+
+
+def check_device(device: str) -> None:
+    """Refuse a device this machine cannot run on, in one line."""
+    try:
+        dev = torch.device(device)
+    except (RuntimeError, TypeError, ValueError):
+        raise SemflowError(f"--device {device}: unknown device (use cpu, cuda or cuda:N)") from None
+    if dev.type == "cpu":
+        return
+    if dev.type == "cuda":
+        if not torch.cuda.is_available():
+            raise SemflowError(f"--device {device}: CUDA is not available on this machine")
+        if dev.index is not None and dev.index >= torch.cuda.device_count():
+            raise SemflowError(f"--device {device}: this machine has {torch.cuda.device_count()} CUDA device(s)")
+        return
+    if dev.type == "mps" and getattr(torch.backends, "mps", None) and torch.backends.mps.is_available():
+        return
+    raise SemflowError(f"--device {device}: not supported here (use cpu, cuda or cuda:N)")

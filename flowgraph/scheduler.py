@@ -139,6 +139,11 @@ class Scheduler(nn.Module):
         self._var_overrides = dict(values or {})
         self._apply_variables()
 
+    @property
+    def variable_overrides(self) -> dict:
+        """The values set with set_variables/reset_variables (to restore them later)."""
+        return dict(self._var_overrides)
+
     def _apply_variables(self):
         g = self.graph
         overrides = dict(g.overrides)

@@ -19,9 +19,15 @@ from .checkpoint import load_checkpoint
 from .compile import STAGE_KEYS, _eval_value
 from .errors import NonFiniteError, SemflowError
 from .losses import compile_loss, output_shapes
-from .rundir import _fmt_duration
+from .rundir import _fmt_duration, truncate_train_csv
 from .scheduler import sample_variables
 from .taps import CsvTapLogger
+
+
+#: time-based checkpoints (stages without checkpoint_every): the first after this many
+#: seconds of a stage, then every CHECKPOINT_EVERY_S
+FIRST_CHECKPOINT_S = 10.0
+CHECKPOINT_EVERY_S = 120.0
 
 
 class TrainingMixin:
@@ -102,6 +108,9 @@ class TrainingMixin:
             rng.set_states(ckpt["rng"].get("external", {}))
             self.log(f"resumed from {self.checkpoint_path}: stage {start_stage + 1}, step {start_step}")
         budget = stop_after
+        if resume:   # rows after the checkpoint belong to steps that are trained again
+            names = [self.stage_settings(i)["name"] for i in range(len(self.spec.train))]
+            truncate_train_csv(self.out / "train.csv", names, start_stage, start_step)
         csv_log = CsvTapLogger(self.taps, self.out / "train.csv", ["train.step"], append=resume)
         try:
             for i in range(start_stage, len(self.spec.train)):
@@ -155,7 +164,8 @@ class TrainingMixin:
         rest = [st for st in sch.subplan([f"{k}.value" for k in sinks]) if st.name not in in_plan]
         # metrics every log_every steps (deterministic); the progress line at most every 2 s
         log_every = s["log_every"] or max(1, min(100, steps // 20))
-        ckpt_every = s["checkpoint_every"]      # 0: every 2 minutes of wall time, and at stage end
+        ckpt_every = s["checkpoint_every"]      # 0: after 10 s, then every 2 minutes of wall time, and at stage end
+        ckpt_wait = FIRST_CHECKPOINT_S           # a kill in the first minutes must not lose everything
         self.log(f"[{name}] training {sorted(trainable)} for {steps} steps "
                  f"({sum(p.numel() for p in params):,} parameters); loss = {loss_fn.text}"
                  + (f"; redrawn per batch: {', '.join(f'{k}~{redraw[k]!r}' for k in logged)}" if logged else ""))
@@ -210,9 +220,9 @@ class TrainingMixin:
                                       f"{rate:.1f} it/s  eta {_fmt_duration((steps - step - 1) / max(rate, 1e-9))}",
                                       final=step + 1 == steps)
             if step + 1 < steps and ((ckpt_every and (step + 1) % ckpt_every == 0)
-                                     or (not ckpt_every and now - last_ckpt >= 120)):
+                                     or (not ckpt_every and now - last_ckpt >= ckpt_wait)):
                 self._save_checkpoint(idx, step + 1, opt, lr_sched)
-                last_ckpt = now
+                last_ckpt, ckpt_wait = now, CHECKPOINT_EVERY_S
         self._save_checkpoint(idx + 1, 0)
         self.log(f"[{name}] done in {_fmt_duration(time.monotonic() - t0)}, final loss {last_loss:.5f}")
         return True

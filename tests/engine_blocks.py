@@ -1,4 +1,6 @@
 """Small blocks used only by the engine tests (registered under the 'testing' stage)."""
+import time
+
 import torch
 from torch import nn
 
@@ -18,14 +20,18 @@ class Vectors(Source):
     def forward(self):
         return {"x": torch.randn(self.p.batch, self.p.n, generator=self.generator).to(self.device)}
 
+    #: held-out splits: fixed vectors (seed, count); "val" is disjoint from "test"
+    SPLITS = {"test": (123, 10), "val": (321, 6)}
+    dataset_info = {"name": "gaussian vectors", "splits": {"test": 10, "val": 6}}
+
     def eval_batches(self, batch_size, split="test"):
-        g = torch.Generator().manual_seed(123 if split == "test" else 321)
-        data = torch.randn(10, self.p.n, generator=g)
-        for i in range(0, 10, batch_size):
+        seed, n = self.SPLITS[split]
+        data = torch.randn(n, self.p.n, generator=torch.Generator().manual_seed(seed))
+        for i in range(0, n, batch_size):
             yield {"x": data[i:i + batch_size]}
 
     def num_eval_examples(self, split="test"):
-        return 10
+        return self.SPLITS[split][1]
 
     def source_values_per_example(self):
         return self.p.n
@@ -121,3 +127,93 @@ class TwoIn(Block):
 
     def forward(self, a, b=None):
         return {"y": a if b is None else a + b}
+
+
+@register("testing.error_flag")
+class ErrorFlag(Sink):
+    """1 where an example's MSE exceeds ``threshold``, else 0: a per-example error event
+    (like a block error), so a proportion shown on a log axis.
+
+    Shapes: pred real (B, N), target real (B, N) -> value real (B,) in {0, 1}."""
+    inputs = {"pred": Port("real", ("B", "N")), "target": Port("real", ("B", "N"))}
+    params = {"threshold": Param(float, 0.5, "MSE above which an example counts as an error")}
+    higher_is_better = False
+    scale = "log"
+    proportion = True
+
+    def forward(self, pred, target):
+        return {"value": (((pred - target) ** 2).mean(1) > self.p.threshold).float()}
+
+
+@register("testing.set_nmse")
+class SetNMSE(Sink):
+    """A set-level metric: NMSE of the whole set, sum ||pred - target||^2 / sum ||target||^2,
+    from additive per-example stats (B, 2); ``value`` is the per-example ratio, whose mean differs.
+
+    Shapes: pred real (B, N), target real (B, N) -> value real (B,), stats real (B, 2)."""
+    inputs = {"pred": Port("real", ("B", "N")), "target": Port("real", ("B", "N"))}
+    outputs = {"value": Port("real", ("B",)), "stats": Port("real", ("B", 2))}
+    higher_is_better = False
+    set_suffix = "of_set"
+
+    def forward(self, pred, target):
+        err, ref = ((pred - target) ** 2).sum(1), (target ** 2).sum(1)
+        return {"value": err / ref, "stats": torch.stack([err, ref], dim=1)}
+
+    def reduce_stats(self, stats):
+        return float(stats[:, 0].sum() / stats[:, 1].sum())
+
+
+@register("testing.sleep")
+class Sleep(Block):
+    """Passes x through after sleeping ``delay`` seconds (to interrupt a run mid-training).
+
+    Shapes: x real (B, N) -> x real (B, N)."""
+    inputs = {"x": Port("real", ("B", "N"))}
+    outputs = {"x": Port("real", ("B", "N"))}
+    params = {"delay": Param(float, 0.0, "seconds per call", runtime=True)}
+
+    def forward(self, x):
+        if self.p.delay > 0:
+            time.sleep(self.p.delay)
+        return {"x": x}
+
+
+@register("testing.images")
+class Images(Source):
+    """Random RGB images (B, 3, 8, 8) in [0, 1]; the held-out split is 6 fixed images.
+
+    Shapes: -> image real (B, 3, 8, 8)."""
+    outputs = {"image": Port("real", ("B", 3, 8, 8), tag="image")}
+    params = {"batch": Param(int, 4)}
+
+    def forward(self):
+        return {"image": torch.rand(self.p.batch, 3, 8, 8, generator=self.generator).to(self.device)}
+
+    def eval_batches(self, batch_size):
+        data = torch.rand(6, 3, 8, 8, generator=torch.Generator().manual_seed(5))
+        for i in range(0, 6, batch_size):
+            yield {"image": data[i:i + batch_size]}
+
+    def num_eval_examples(self):
+        return 6
+
+    def source_values_per_example(self):
+        return 3 * 8 * 8
+
+
+@register("testing.image_noise")
+class ImageNoise(Block):
+    """image + sigma * N(0, 1) through a trainable 1x1 convolution.
+
+    Shapes: image real (B, 3, H, W) -> image real (B, 3, H, W)."""
+    inputs = {"image": Port("real", ("B", 3, "H", "W"), tag="image")}
+    outputs = {"image": Port("real", ("B", 3, "H", "W"), tag="image")}
+    params = {"sigma": Param(float, 0.1, runtime=True)}
+
+    def __init__(self, **p):
+        super().__init__(**p)
+        self.conv = nn.Conv2d(3, 3, 1)
+
+    def forward(self, image):
+        return {"image": self.conv(image + self.p.sigma * torch.randn_like(image))}

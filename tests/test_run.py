@@ -81,8 +81,8 @@ def test_resumed_run_equals_uninterrupted_run(tiny, tmp_path, preset):
     ck = load_checkpoint(tmp_path / "part" / "checkpoints" / "last.pt")
     assert ck["step"] == 3
     # a fresh process would rebuild everything: so do we, then resume
-    resumed = runner(tiny, tmp_path, "part", preset=preset, seed=7, overrides={"steps": 8})
-    assert resumed.train(resume=True) is True
+    resumed = runner(tiny, tmp_path, "part", preset=preset, seed=7, overrides={"steps": 8}, resume=True)
+    assert resumed.train() is True
     # the resumed run's train.csv continues the interrupted one
     steps = [line.split(",")[1] for line in (tmp_path / "part" / "train.csv").read_text().splitlines()[1:]]
     assert steps == [str(i) for i in range(1, 9)]
@@ -226,7 +226,7 @@ train:
     trainable: [codec]
     loss: mse(codec/dec.y, src.x) + 0 * mean(err.value)
     steps: 2
-evaluate: {sweep: {noise: [0.0, 1.0]}, metrics: [err]}
+evaluate: {sweep: {noise: [0.0, 5.0]}, metrics: [err]}
 """, "top.yaml")
     r = runner(load_graph(top), tmp_path)
     assert set(r.graph.blocks) == {"src", "codec/enc", "codec/cx", "codec/ch", "codec/rx", "codec/dec", "err"}

@@ -37,7 +37,7 @@ def test_base_graph_is_valid(write_graph):
 
 def test_unknown_block_type(write_graph):
     probs, path = problems(write_graph, BASE.replace("type: testing.mse", "type: testing.msee"))
-    assert probs == [f"{path}:10: block 'err': unknown block type 'testing.msee'"]
+    assert probs == [f"{path}:10: block 'err': unknown block type 'testing.msee' (did you mean 'testing.mse'?)"]
 
 
 def test_unknown_param(write_graph):

@@ -31,6 +31,8 @@ class BER(Sink):
     """
     inputs = dict(_BITS)
     higher_is_better = False
+    scale = "log"
+    proportion = True
 
     def forward(self, bits, bits_hat):
         return {"value": _errors("sink.ber", bits, bits_hat).float().mean(dim=1)}
@@ -49,6 +51,8 @@ class BLER(Sink):
     inputs = dict(_BITS)
     params = {"block_len": Param(int, 0, "bits per block; 0: one block per example")}
     higher_is_better = False
+    scale = "log"
+    proportion = True
 
     def forward(self, bits, bits_hat):
         err = _errors("sink.bler", bits, bits_hat)

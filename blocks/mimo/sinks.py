@@ -26,6 +26,7 @@ class NMSE(Sink):
               "h": Port("complex", ("B", "..."), tag="csi", doc="true channel")}
     higher_is_better = False
     unit = ""
+    scale = "log"
 
     def forward(self, h_hat, h):
         if h_hat.shape != h.shape:

@@ -54,6 +54,7 @@ class Accuracy(Sink):
     params = {}
     unit = ""
     higher_is_better = True
+    proportion = True
 
     def forward(self, logits, label):
         if logits.shape[:-1] != label.shape:
