@@ -54,3 +54,42 @@ class ImageClassifier(Block):
     def forward(self, image):
         feat = self.body(image.float()).mean(dim=(2, 3))
         return {"logits": self.head(self.drop(feat)), "features": feat}
+
+
+@register("decoder.patch_discriminator")
+class PatchDiscriminator(Block):
+    """PatchGAN discriminator (Isola et al., CVPR 2017, "pix2pix", Sec. 3.2.2) for the adversarial
+    term of seed 004 (SGD-JSCC) eq. (13): "a patch-based discriminator to enhance perceptual
+    performance", min_{Theta,Psi} max_D L_GAN, weighted by lambda.
+
+    conv4x4/2 (3 -> w), LeakyReLU 0.2, then for each further width conv4x4/2 + GroupNorm +
+    LeakyReLU, then conv3x3 (-> 1): one real/fake logit per patch. The same weights score the
+    ``real`` and the ``fake`` input (the engine's ``discriminator:`` stage part trains it on the
+    first and the generator against it through the second).
+
+    Shapes: real real (B, 3, H, W), fake real (B, 3, H, W) -> real real (B, 1, h, w),
+            fake real (B, 1, h, w), h = H / 2^len(widths).
+    """
+    inputs = {"real": Port("real", ("B", 3, "H", "W"), tag="image", doc="original images"),
+              "fake": Port("real", ("B", 3, "H", "W"), tag="image", doc="reconstructions")}
+    outputs = {"real": Port("real", ("B", 1, "h", "w"), doc="patch logits of the originals"),
+               "fake": Port("real", ("B", 1, "h", "w"), doc="patch logits of the reconstructions")}
+    params = {"widths": Param(list, [32, 64], "conv widths, one stride-2 layer each")}
+
+    def __init__(self, **params):
+        super().__init__(**params)
+        w = [int(x) for x in self.p.widths]
+        if not w or any(x < 1 for x in w):
+            raise ValueError(f"decoder.patch_discriminator: widths must be positive, got {w}")
+        layers, cin = [], 3
+        for i, c in enumerate(w):
+            layers.append(nn.Conv2d(cin, c, 4, 2, 1))
+            if i:
+                layers.append(nn.GroupNorm(min(8, c), c))
+            layers.append(nn.LeakyReLU(0.2))
+            cin = c
+        layers.append(nn.Conv2d(cin, 1, 3, 1, 1))
+        self.net = nn.Sequential(*layers)
+
+    def forward(self, real, fake):
+        return {"real": self.net(real.float()), "fake": self.net(fake.float())}

@@ -135,3 +135,13 @@ def test_paper_autoencoder_code_config_parameter_count():
     with torch.no_grad():
         z = enc(image=torch.rand(1, 3, 128, 128))["z"]
     assert z.shape == (1, 2048)
+
+
+def test_patch_discriminator_contract_gradients_and_one_set_of_weights():
+    real, fake = torch.rand(2, 3, 32, 32), torch.rand(2, 3, 32, 32)
+    out = check_contract("decoder.patch_discriminator", {}, real=real, fake=fake)
+    assert out["real"].shape == (2, 1, 8, 8) and out["fake"].shape == (2, 1, 8, 8)
+    check_gradients("decoder.patch_discriminator", {}, wrt=["fake"], real=real, fake=fake)
+    dis = build("decoder.patch_discriminator", {})
+    same = dis(real=real, fake=real)
+    assert torch.equal(same["real"], same["fake"])            # one network scores both
