@@ -15,6 +15,10 @@ Training chunk = ``--chunk`` steps: the engine's variable handling, routing, los
 finite checks, PSNR logging (every chunk), train.csv and its timed checkpoints, against the hand
 loop's forward/backward/step. Inference chunk = one sweep point over the 189 held-out crops:
 ``Runner.evaluate`` against the hand loop computing the same per-image PSNR and MS-SSIM.
+With ``--ema`` / ``--validate-every`` the stage gets ``ema:`` / ``validate:`` (on the test
+split, as a timing) and the hand loop does the same work: a fused EMA update per step, and
+every N steps the EMA weights swapped in, the PSNR of the first ``--val-images`` held-out
+crops, the weights swapped back.
 """
 from __future__ import annotations
 
@@ -40,7 +44,13 @@ ENDLESS = 10 ** 8        # steps / points: the benchmark stops the workers, not 
 
 def make_runner(args, out, **extra):
     ov = {"steps": ENDLESS, "batch": args.batch, "filters": args.filters, **extra}
-    return Runner(load_graph(ROOT / "graphs/deepjscc_awgn.yaml"), overrides=ov, out=out, quiet=True, seed=0)
+    spec = load_graph(ROOT / "graphs/deepjscc_awgn.yaml")
+    if args.ema:
+        spec.train[0]["ema"] = args.ema
+    if args.validate_every:
+        spec.train[0]["validate"] = {"every": args.validate_every, "metric": "psnr", "split": "test",
+                                     "images": args.val_images}
+    return Runner(spec, overrides=ov, out=out, quiet=True, seed=0)
 
 
 def engine_train_worker(r, chunk):
@@ -55,16 +65,38 @@ def engine_train_worker(r, chunk):
     return holder["w"]
 
 
-def hand_train_worker(r, chunk):
-    """The same modules in a plain loop: src -> enc -> power norm -> AWGN -> dec, MSE, Adam."""
+def hand_train_worker(r, chunk, ema=0.0, validate_every=0, val_images=64):
+    """The same modules in a plain loop: src -> enc -> power norm -> AWGN -> dec, MSE, Adam
+    (plus the EMA update and the validation passes when asked)."""
     s = r.scheduler
-    src, enc, pn, ch, dec = (s.block(n) for n in ("src", "enc", "pn", "ch", "dec"))
+    src, enc, pn, ch, dec, psnr = (s.block(n) for n in ("src", "enc", "pn", "ch", "dec", "psnr"))
     ch.p.snr_db = 10.0
     params = list(enc.parameters()) + list(dec.parameters())
     opt = torch.optim.Adam(params, lr=1e-3)
+    live = [p.detach() for p in params]
+    shadow = [p.clone() for p in live]
     enc.train(), dec.train()
 
+    def validate():
+        backup = [p.clone() for p in live]
+        with torch.no_grad():
+            torch._foreach_copy_(live, shadow if ema else backup)
+        enc.eval(), dec.eval()
+        vals, seen = [], 0
+        with torch.inference_mode():
+            for data in src.eval_batches(64):
+                if seen >= val_images:
+                    break
+                xe = data["image"][: val_images - seen]
+                vals.append(psnr(pred=dec(z=ch(x=pn(x=enc(image=xe)["z"])["x"])["y"])["image"], target=xe)["value"])
+                seen += len(xe)
+        float(torch.cat(vals).mean())
+        with torch.no_grad():
+            torch._foreach_copy_(live, backup)
+        enc.train(), dec.train()
+
     def target(boundary):
+        step = 0
         while True:
             for _ in range(chunk):
                 x = src()["image"]
@@ -73,6 +105,11 @@ def hand_train_worker(r, chunk):
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
+                if ema:
+                    torch._foreach_lerp_(shadow, live, 1.0 - ema)
+                step += 1
+                if validate_every and step % validate_every == 0:
+                    validate()
             boundary()
     return ChunkedWorker(target, "hand-train")
 
@@ -122,6 +159,9 @@ def main(argv=None):
     ap.add_argument("--budget", type=float, default=None, help="seconds at most per part (with --until-width)")
     ap.add_argument("--threads", type=int, default=1, help="torch threads (0 = torch's default)")
     ap.add_argument("--seed", type=int, default=0, help="seed of the pair order")
+    ap.add_argument("--ema", type=float, default=0.0, help="train with ema: DECAY (and the hand loop too)")
+    ap.add_argument("--validate-every", type=int, default=0, help="train with validate: every N steps")
+    ap.add_argument("--val-images", type=int, default=64, help="held-out crops per validation")
     args = ap.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -132,7 +172,8 @@ def main(argv=None):
               budget_s=args.budget, seed=args.seed, progress=lambda m: print(m, flush=True))
     if args.part in ("train", "both"):
         a, b = make_runner(args, tmp / "a"), make_runner(args, tmp / "b")
-        t = interleave(engine_train_worker(a, args.chunk), hand_train_worker(b, args.chunk), **kw)
+        t = interleave(engine_train_worker(a, args.chunk),
+                       hand_train_worker(b, args.chunk, args.ema, args.validate_every, args.val_images), **kw)
         print(report(t, f"training (engine/hand, {args.chunk} steps per chunk)", 1.03), flush=True)
         a.close(), b.close()
     if args.part in ("eval", "both"):

@@ -262,6 +262,16 @@ class Source(Block):
         """Real source values per example (H*W*3 for images), used for the CBR."""
         return None
 
+    def set_batch(self, n: int) -> None:
+        """Change the training batch size between frames (a train stage's ``batch:``); the
+        run restores the graph's value after the stage. Sets ``self.p["batch"]``: a source
+        that builds anything from its batch size overrides this to rebuild it."""
+        if "batch" not in self.params:
+            raise ValueError(f"source '{self.name}' ({self.type_id}) has no 'batch' param")
+        if int(n) < 1:
+            raise ValueError(f"source '{self.name}' ({self.type_id}): batch must be >= 1, got {n}")
+        self.p["batch"] = int(n)
+
     def get_extra_state(self):
         return {"generator": self.generator.get_state()}
 

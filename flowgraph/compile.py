@@ -20,14 +20,18 @@ import networkx as nx
 
 from . import expr as E
 from . import registry
-from .block import ParamValues
+from .block import ParamValues, Source
 from .errors import ExpressionError, GraphError, RegistryError, did_you_mean
 from .graph import GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint
 from .losses import compile_loss, output_shapes
 from .shapes import ELLIPSIS, DimUnifier, fmt
 
-STAGE_KEYS = ("stage", "trainable", "copy_weights", "loss", "optimizer", "schedule", "steps", "grad_clip",
-              "log_every", "checkpoint_every", "variables")
+STAGE_KEYS = ("stage", "enabled", "trainable", "copy_weights", "init", "loss", "optimizer", "schedule", "steps",
+              "batch", "accumulate", "ema", "grad_clip", "validate", "discriminator", "log_every",
+              "checkpoint_every", "variables")
+DISCRIMINATOR_KEYS = ("trainable", "loss", "optimizer", "schedule", "steps", "grad_clip")
+VALIDATE_KEYS = ("every", "metric", "split", "keep", "mode", "at", "images", "batch", "restore_best")
+INIT_KEYS = ("checkpoint", "blocks")
 OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
 SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential")
 
@@ -124,6 +128,7 @@ class CompiledGraph:
     overrides: dict = field(default_factory=dict)
     preset: str | None = None
     dynamic_vars: set = field(default_factory=set)
+    stages_enabled: list = field(default_factory=list)   # per train stage: its `enabled:` value
 
     @property
     def ok(self) -> bool:
@@ -542,7 +547,8 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     cg.edges = [(s, sp, d, dp) for s, sp, d, dp, *_ in comp.conns]
     comp.problems.extend(_check_dynamic(comp, dyn))
     enabled = {n: comp.flags.get((spec.path, n, "enabled"), b.enabled) for n, b in spec.blocks.items()}
-    comp.problems.extend(_check_train(spec, comp.nodes, cg, enabled))
+    bypassed = {n for n, b in spec.blocks.items() if comp.flags.get((spec.path, n, "bypass"), b.bypass) is True}
+    comp.problems.extend(_check_train(spec, comp.nodes, cg, enabled, bypassed))
     comp.problems.extend(_check_evaluate(spec, comp.nodes, cg.root.values if cg.root else {}))
     cg.problems = _dedupe(comp.problems)
     cg.notes = _dedupe(comp.notes)
@@ -620,19 +626,29 @@ def _uses(raw, names: set):
     return sorted(hit)[0] if hit else None
 
 
-def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict) -> list:
+def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict, bypassed: set) -> list:
+    """Train stages: every key, its type and range, the blocks and ports it names.
+
+    What needs the built blocks (parameter patterns, sub-module paths, checkpoint shapes)
+    is checked when a run starts (``flowgraph.training.TrainingMixin.check_stages``)."""
     problems = []
-    names = set(spec.blocks)
     values = cg.root.values if cg.root else {}
+    dynamic = cg.dynamic_vars
+    cg.stages_enabled = []
     for i, st in enumerate(spec.train):
         label = st.get("stage", f"#{i + 1}")
 
-        def P(key, msg, _i=i):
-            problems.append(spec.problem(spec.line_of("train", _i, key), f"train stage '{label}': {msg}"))
+        def P(key, msg, _i=i, _label=label):
+            keys = key if isinstance(key, tuple) else (key,)
+            problems.append(spec.problem(spec.line_of("train", _i, *keys), f"train stage '{_label}': {msg}"))
 
         for k in st:
             if k not in STAGE_KEYS and k not in spec.variables:
                 P(k, f"unknown key '{k}': not a stage setting ({', '.join(STAGE_KEYS)}) nor a variable")
+        on = _stage_flag(st, values, dynamic, P)
+        cg.stages_enabled.append(on)
+        if not on:
+            continue          # a disabled stage may name blocks an ablation removed
         for k in (st.get("variables") or {}):
             if k not in spec.variables:
                 P("variables", f"unknown variable '{k}'")
@@ -643,59 +659,279 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict)
                 _eval_value(v, values)
             except ExpressionError as exc:
                 P(k, f"variable '{k}': {exc}")
-        trainable = st.get("trainable") or []
-        if not isinstance(trainable, list) or not trainable:
-            P("trainable", "'trainable' must be a non-empty list of block names")
-            trainable = []
-        for t in trainable:
-            if t not in names:
-                P("trainable", f"trainable block '{t}' does not exist")
-            elif not enabled[t]:
-                P("trainable", f"trainable block '{t}' is disabled")
+        ref = lambda sel, key, what: _train_block_ref(spec, nodes, enabled, bypassed, sel, what,  # noqa: E731
+                                                      lambda m, _k=key: P(_k, m))
+        trainable = _train_selectors(st.get("trainable"), "trainable", P, ref)
         copies = st.get("copy_weights") or {}
         if not isinstance(copies, dict):
             P("copy_weights", "'copy_weights' maps a destination block to its source block, e.g. {proxy: enc}")
             copies = {}
         for dst, src in copies.items():
-            for b in (dst, src):
-                if b not in names:
-                    P("copy_weights", f"copy_weights: block '{b}' does not exist")
-            if dst in names and src in names and spec.blocks[dst].type != spec.blocks[src].type:
-                P("copy_weights", f"copy_weights: '{dst}' ({spec.blocks[dst].type}) and '{src}' "
-                                  f"({spec.blocks[src].type}) are different block types")
-        loss = st.get("loss")
-        if not isinstance(loss, str) or not loss.strip():
-            P("loss", "needs a 'loss:' expression, e.g. mse(dec.image, src.image)")
-        else:
-            try:
-                classes = {n: node.cls for n, node in nodes.items() if node.cls is not None}
-                refs = compile_loss(loss, port_shape=output_shapes(classes)).ports
-            except ExpressionError as exc:
-                P("loss", f"loss: {exc}")
-                refs = []
-            for b, port in refs:
-                node = nodes.get(b)
-                if b not in names and b not in nodes:
-                    P("loss", f"loss refers to unknown block '{b}'")
-                elif node is None or node.cls is None:
-                    if b in enabled and not enabled[b]:
-                        P("loss", f"loss refers to disabled block '{b}'")
-                elif port not in node.cls.outputs:
-                    P("loss", f"loss refers to unknown output '{b}.{port}' "
-                              f"(outputs: {', '.join(node.cls.outputs)})")
+            ok = [ref(str(b), ("copy_weights", dst), "copy_weights: block") for b in (dst, src)]
+            whole = ":" not in str(dst) and ":" not in str(src)
+            if all(ok) and whole and dst in spec.blocks and src in spec.blocks \
+                    and spec.blocks[dst].type != spec.blocks[src].type:
+                P(("copy_weights", dst), f"copy_weights: '{dst}' ({spec.blocks[dst].type}) and '{src}' "
+                                         f"({spec.blocks[src].type}) are different block types")
+        _train_loss(st.get("loss"), "loss", nodes, spec, enabled, P)
         opt = st.get("optimizer") or {"type": "adam"}
         if not isinstance(opt, dict) or opt.get("type", "adam") not in OPTIMIZERS:
             P("optimizer", f"optimizer type must be one of {', '.join(OPTIMIZERS)}")
+        else:
+            _train_lr_by_block(opt, trainable, values, P, ref)
         sched = st.get("schedule") or {"type": "constant"}
         if not isinstance(sched, dict) or sched.get("type", "constant") not in SCHEDULES:
             P("schedule", f"schedule type must be one of {', '.join(SCHEDULES)}")
-        try:
-            steps = _eval_value(st.get("steps", 0), values)
-            if not isinstance(steps, int) or isinstance(steps, bool) or steps < 0:
-                P("steps", f"'steps' must be a non-negative integer, got {steps!r}")
-        except ExpressionError as exc:
-            P("steps", f"steps: {exc}")
+        _train_number(st, "steps", values, P, int, lo=0, default=0)
+        _train_number(st, "accumulate", values, P, int, lo=1)
+        if _train_number(st, "batch", values, P, int, lo=1) is not None and not any(
+                n.cls is not None and issubclass(n.cls, Source) and "batch" in n.cls.params for n in nodes.values()):
+            P("batch", "'batch' sets the training batch of the graph's source, but no source block has a "
+                       "'batch' param")
+        _train_number(st, "ema", values, P, float, lo=0.0, hi=1.0, open_range=True)
+        if "init" in st:
+            _train_init(st["init"], spec, values, P, ref)
+        if "validate" in st:
+            _train_validate(st["validate"], spec, nodes, values, P)
+        if "discriminator" in st:
+            _train_discriminator(st["discriminator"], trainable, spec, nodes, enabled, values, P, ref)
     return problems
+
+
+def _stage_flag(st: dict, values: dict, dynamic: set, P) -> bool:
+    """``enabled:``: a bool or an expression over variables (an ablation as a preset)."""
+    raw = st.get("enabled", True)
+    if isinstance(raw, bool):
+        return raw
+    if not E.is_expression(raw):
+        P("enabled", f"'enabled' must be true, false or an expression such as $use_npn, got {raw!r}")
+        return True
+    try:
+        val = _eval_value(raw, values)
+    except ExpressionError as exc:
+        P("enabled", f"enabled: {exc}")
+        return True
+    if not isinstance(val, bool):
+        P("enabled", f"enabled must evaluate to true or false, got {val!r}")
+        return True
+    used = _uses(raw, dynamic)
+    if used:
+        P("enabled", f"enabled uses '{used}', which changes per batch, per stage or per sweep point")
+    return val
+
+
+def _train_block_ref(spec, nodes, enabled, bypassed, sel: str, what: str, report) -> bool:
+    """A ``block``, ``outer/inner`` or ``block:pattern`` names a block that runs in this graph."""
+    from .selectors import blocks_named, split
+    block, inner = split(sel)
+    if ":" in sel and not inner:
+        report(f"{what} '{sel}': empty parameter pattern after ':'")
+        return False
+    if block and blocks_named(block, nodes):
+        return True
+    top = block.split("/", 1)[0]
+    if top in spec.blocks and not enabled.get(top, True):
+        report(f"{what} '{block}' is disabled")
+    elif top in spec.blocks and top in bypassed:
+        report(f"{what} '{block}' is bypassed, so it has nothing to train or copy")
+    elif top in spec.blocks and "/" in block:
+        report(f"{what} '{block}' does not exist inside graph block '{top}' (or is disabled/bypassed there)")
+    else:
+        close = [n for n in spec.blocks if n.lower() == block.lower()]
+        report(f"{what} '{block}' does not exist" + (f" (did you mean '{close[0]}'?)" if close else ""))
+    return False
+
+
+def _train_selectors(raw, key, P, ref) -> list:
+    if not isinstance(raw, list) or not raw or not all(isinstance(t, str) and t.strip() for t in raw):
+        P(key, f"'{key}' must be a non-empty list of block names or block:parameter-patterns")
+        return []
+    return [t for t in raw if ref(t, key, f"{key} block")]
+
+
+def _train_loss(loss, key, nodes, spec, enabled, P):
+    if not isinstance(loss, str) or not loss.strip():
+        P(key, "needs a 'loss:' expression, e.g. mse(dec.image, src.image)")
+        return
+    try:
+        classes = {n: node.cls for n, node in nodes.items() if node.cls is not None}
+        refs = compile_loss(loss, port_shape=output_shapes(classes)).ports
+    except ExpressionError as exc:
+        P(key, f"loss: {exc}")
+        return
+    for b, port in refs:
+        node = nodes.get(b)
+        if b not in spec.blocks and b not in nodes:
+            P(key, f"loss refers to unknown block '{b}'")
+        elif node is None or node.cls is None:
+            if b in enabled and not enabled[b]:
+                P(key, f"loss refers to disabled block '{b}'")
+        elif port not in node.cls.outputs:
+            P(key, f"loss refers to unknown output '{b}.{port}' (outputs: {', '.join(node.cls.outputs)})")
+
+
+def _train_number(d: dict, key, values, P, kind, lo=None, hi=None, open_range=False, default=None, path=()):
+    """Check an optional int/float key (literal or expression); return its value or None."""
+    if key not in d:
+        return default
+    where = path + (key,)
+    name = ".".join(map(str, where))
+    try:
+        val = _eval_value(d[key], values)
+    except ExpressionError as exc:
+        P(where, f"{name}: {exc}")
+        return None
+    ok = isinstance(val, (int, float)) and not isinstance(val, bool) and (kind is float or isinstance(val, int))
+    if ok and lo is not None:
+        ok = val > lo if open_range else val >= lo
+    if ok and hi is not None:
+        ok = val < hi if open_range else val <= hi
+    if not ok:
+        rng = (f" in ({lo}, {hi})" if open_range else f" in [{lo}, {hi}]") if hi is not None else \
+              (f" > {lo}" if open_range else f" >= {lo}") if lo is not None else ""
+        P(where, f"'{name}' must be {'an integer' if kind is int else 'a number'}{rng}, got {val!r}")
+        return None
+    return val
+
+
+def _train_lr_by_block(opt: dict, trainable: list, values, P, ref):
+    lr_by = opt.get("lr_by_block")
+    if lr_by is None:
+        return
+    if not isinstance(lr_by, dict) or not lr_by:
+        P(("optimizer", "lr_by_block"), "optimizer.lr_by_block maps blocks (or block:patterns) to learning "
+                                        "rates, e.g. {lamp: 1.0e-2}")
+        return
+    from .selectors import split
+    tops = {split(t)[0] for t in trainable}
+    for sel, lr in lr_by.items():
+        where = ("optimizer", "lr_by_block", sel)
+        if not ref(str(sel), where, "optimizer.lr_by_block: block"):
+            continue
+        block = split(str(sel))[0]
+        if not any(block == t or block.startswith(t + "/") or t.startswith(block + "/") for t in tops):
+            P(where, f"optimizer.lr_by_block: '{sel}' is not among this stage's trainable blocks "
+                     f"({', '.join(sorted(tops)) or 'none'})")
+        try:
+            val = float(_eval_value(lr, values))
+        except (ExpressionError, TypeError, ValueError):
+            val = None
+        if val is None or not val >= 0:
+            P(where, f"optimizer.lr_by_block.{sel} must be a learning rate >= 0, got {lr!r}")
+
+
+def resolve_checkpoint_path(path: str, spec: GraphSpec) -> Path | None:
+    """``init.checkpoint``: absolute, else beside the graph file, else from the working directory."""
+    p = Path(path)
+    if p.is_absolute():
+        return p if p.is_file() else None
+    for cand in (Path(spec.path).parent / p, p):
+        if cand.is_file():
+            return cand
+    return None
+
+
+def _train_init(init, spec, values, P, ref):
+    if not isinstance(init, dict):
+        P("init", "init must be a mapping {checkpoint: PATH, blocks: {this_block: checkpoint_block}}")
+        return
+    for k in init:
+        if k not in INIT_KEYS:
+            P(("init", k), f"init: unknown key '{k}' (known: {', '.join(INIT_KEYS)})")
+    try:
+        path = _eval_value(init.get("checkpoint", ""), values)
+    except ExpressionError as exc:
+        P(("init", "checkpoint"), f"init.checkpoint: {exc}")
+        return
+    if not isinstance(path, str):
+        P(("init", "checkpoint"), f"init.checkpoint must be a file path ('' for none), got {path!r}")
+        return
+    blocks = init.get("blocks")
+    if isinstance(blocks, list) and all(isinstance(b, str) for b in blocks):
+        blocks = {b: b for b in blocks}
+    if not isinstance(blocks, dict) or not blocks:
+        P(("init", "blocks"), "init.blocks maps this graph's blocks to the checkpoint's, e.g. {enc: enc, dec: dec} "
+                              "(or a list of names that are the same in both)")
+        blocks = {}
+    for dst, src in blocks.items():
+        ref(str(dst), ("init", "blocks"), "init: block")
+        if not isinstance(src, str) or not src.strip():
+            P(("init", "blocks"), f"init.blocks.{dst} must name a block of the checkpoint, got {src!r}")
+    if path and resolve_checkpoint_path(path, spec) is None:
+        P(("init", "checkpoint"), f"init: checkpoint '{path}' not found (a relative path is looked up beside "
+                                  f"{spec.path}, then in the working directory)")
+
+
+def _train_validate(v, spec, nodes, values, P):
+    from .block import Sink
+    if not isinstance(v, dict):
+        P("validate", "validate must be a mapping, e.g. {every: 500, metric: psnr}")
+        return
+    try:
+        v = {**v, **{k: _eval_value(v[k], values) for k in ("metric", "split", "keep", "mode", "restore_best")
+                     if k in v}}
+    except ExpressionError as exc:
+        P("validate", f"validate: {exc}")
+        return
+    for k in v:
+        if k not in VALIDATE_KEYS:
+            P(("validate", k), f"validate: unknown key '{k}' (known: {', '.join(VALIDATE_KEYS)})")
+    if "every" not in v:
+        P("validate", "validate needs 'every: N' (training steps between validations)")
+    _train_number(v, "every", values, P, int, lo=1, path=("validate",))
+    _train_number(v, "images", values, P, int, lo=1, path=("validate",))
+    _train_number(v, "batch", values, P, int, lo=1, path=("validate",))
+    m = v.get("metric")
+    node = nodes.get(m) if isinstance(m, str) else None
+    if not isinstance(m, str) or not m:
+        P("validate", "validate needs 'metric: SINK' (a sink block, e.g. psnr)")
+    elif node is None or node.cls is None:
+        P(("validate", "metric"), f"validate.metric: unknown block '{m}'")
+    elif not issubclass(node.cls, Sink):
+        P(("validate", "metric"), f"validate.metric: block '{m}' ({node.cls.type_id}) is not a sink")
+    for key, choices in (("split", ("val", "test")), ("keep", ("best", "none")), ("mode", ("max", "min"))):
+        if key in v and v[key] not in choices:
+            P(("validate", key), f"validate.{key} must be one of {', '.join(choices)}, got {v[key]!r}")
+    if "restore_best" in v and not isinstance(v["restore_best"], bool):
+        P(("validate", "restore_best"), "validate.restore_best must be true or false")
+    if v.get("restore_best") and v.get("keep", "best") != "best":
+        P(("validate", "restore_best"), "validate.restore_best needs keep: best")
+    at = v.get("at", {})
+    if not isinstance(at, dict):
+        P(("validate", "at"), "validate.at maps variables to the values to validate at, e.g. {snr_db: 10}")
+    else:
+        for k in at:
+            if k not in spec.variables:
+                P(("validate", "at", k), f"validate.at: unknown variable '{k}'")
+
+
+def _train_discriminator(d, generator, spec, nodes, enabled, values, P, ref):
+    if not isinstance(d, dict):
+        P("discriminator", "discriminator must be a mapping {trainable: [...], loss: ..., optimizer: ..., steps: N}")
+        return
+    key = lambda k: ("discriminator", k)  # noqa: E731
+    sub = lambda k, msg: P(key(k), f"discriminator: {msg}")  # noqa: E731
+    for k in d:
+        if k not in DISCRIMINATOR_KEYS:
+            sub(k, f"unknown key '{k}' (known: {', '.join(DISCRIMINATOR_KEYS)})")
+    dref = lambda sel, where, what: ref(sel, ("discriminator",) + (where if isinstance(where, tuple)  # noqa: E731
+                                                                   else (where,)), f"discriminator: {what}")
+    trainable = _train_selectors(d.get("trainable"), "trainable", lambda k, m: sub(k, m), dref)
+    from .selectors import split
+    shared = {split(t)[0] for t in trainable} & {split(t)[0] for t in generator}
+    if shared:
+        sub("trainable", f"blocks {sorted(shared)} are trained by both the generator and the discriminator")
+    _train_loss(d.get("loss"), key("loss"), nodes, spec, enabled, lambda k, m: P(k, f"discriminator: {m}"))
+    opt = d.get("optimizer") or {"type": "adam"}
+    if not isinstance(opt, dict) or opt.get("type", "adam") not in OPTIMIZERS:
+        sub("optimizer", f"optimizer type must be one of {', '.join(OPTIMIZERS)}")
+    else:
+        _train_lr_by_block(opt, trainable, values, lambda k, m: P(("discriminator",) + k, f"discriminator: {m}"), dref)
+    sched = d.get("schedule") or {"type": "constant"}
+    if not isinstance(sched, dict) or sched.get("type", "constant") not in SCHEDULES:
+        sub("schedule", f"schedule type must be one of {', '.join(SCHEDULES)}")
+    _train_number(d, "steps", values, P, int, lo=1, path=("discriminator",))
+    _train_number(d, "grad_clip", values, P, float, lo=0.0, path=("discriminator",))
 
 
 EVALUATE_KEYS = ("sweep", "metrics", "batch", "images", "cbr", "repeats", "until", "bootstrap", "image_grid",

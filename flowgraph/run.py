@@ -12,6 +12,7 @@ A run directory holds::
     <metric>_vs_<var>.png one plot per metric (every sweep variable shown)
     images.png            evaluate.image_grid: examples and reconstructions at chosen points
     checkpoints/last.pt   state_dicts, optimizer, RNG states (atomic: temp file + rename)
+    checkpoints/best.pt   the best validated weights (a stage's validate:, keep: best)
 
 An existing directory is only reused with ``resume=True`` (``--resume``): that loads
 ``checkpoints/last.pt`` and continues the same stage at the same step with the same RNG
@@ -108,7 +109,10 @@ class Runner(TrainingMixin, EvaluationMixin):
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoints" / "last.pt"
 
-    def _save_checkpoint(self, stage_idx: int, step: int, opt=None, sched=None, done=False):
+    def _save_checkpoint(self, stage_idx: int, step: int, opt=None, sched=None, done=False,
+                         extra: dict | None = None, path: Path | None = None):
+        """``extra``: the training features' own state (EMA, discriminator optimizer, best
+        validation); ``path``: another file than last.pt (best.pt)."""
         atomic_torch_save({
             "format": 1, "graph": self.spec.name, "stage": stage_idx, "step": step, "done": done,
             "blocks": self.scheduler.state_dict(),
@@ -117,7 +121,8 @@ class Runner(TrainingMixin, EvaluationMixin):
             "rng": {"torch": torch.get_rng_state(), "variables": self.var_generator.get_state(),
                     "external": rng.get_states()},
             "seed": self.seed,
-        }, self.checkpoint_path)
+            **(extra or {}),
+        }, path or self.checkpoint_path)
 
     def load_weights(self, path: str | Path) -> dict:
         ckpt = load_checkpoint(path)

@@ -9,7 +9,8 @@ Subscribers receive detached CPU copies, throttled per subscription (``min_inter
 seconds between deliveries, or every ``every``-th publication). Publishing costs one
 set lookup when nobody listens to that name. Names: ``block.port`` for ports,
 ``block.tap`` for internal taps a block publishes, and engine taps such as
-``train.loss``, ``train.step`` (a dict of scalars per step) and ``eval.point``.
+``train.loss``, ``train.step`` (a dict of scalars per step), ``train.validate`` (a dict
+per validation during training) and ``eval.point``.
 Callbacks run on the engine's thread: a GUI marshals them to its own thread.
 """
 from __future__ import annotations
@@ -106,11 +107,12 @@ class CsvTapLogger:
 
     ``CsvTapLogger(hub, "train.csv", ["train.step"])`` logs the trainer's per-step dict
     (step, stage, loss, lr, sink means); tensor taps are reduced to their mean (|x| for
-    complex).
+    complex). ``fields`` fixes the header up front (else the first row's keys do), so
+    columns that only later rows carry are kept.
     """
 
     def __init__(self, hub: TapHub, path: str | Path, names: list[str], min_interval: float = 0.0,
-                 every: int = 1, append: bool = False):
+                 every: int = 1, append: bool = False, fields: list[str] | None = None):
         self.path = Path(path)
         self._writer = None
         self._fields: list[str] = []
@@ -122,6 +124,10 @@ class CsvTapLogger:
             self._writer = csv.DictWriter(self._file, self._fields, extrasaction="ignore")
         else:
             self._file = open(self.path, "w", newline="")
+            if fields:          # the header up front: later rows may carry columns the first lacks
+                self._fields = list(fields)
+                self._writer = csv.DictWriter(self._file, self._fields, extrasaction="ignore")
+                self._writer.writeheader()
         self._subs = [hub.subscribe(n, self._on_value, min_interval, every) for n in names]
 
     @staticmethod

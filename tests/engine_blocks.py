@@ -4,34 +4,53 @@ import time
 import torch
 from torch import nn
 
-from flowgraph import Block, Param, Port, Sink, Source, register
+from flowgraph import Block, Param, Port, SemflowError, Sink, Source, register
 
 
 @register("testing.vectors")
 class Vectors(Source):
-    """Random real vectors (B, N); each held-out split (test, val) is 10 fixed vectors."""
+    """Random real vectors (B, N); held-out splits of 10 fixed vectors each: test (the
+    default) and val (disjoint draws), the latter only when ``val`` is true. With
+    ``sequential``, training row i is always the same vector (seeded by i), so two batches
+    of 5 hold the same rows as one batch of 10."""
     outputs = {"x": Port("real", ("B", "N"))}
-    params = {"n": Param(int, 4), "batch": Param(int, 5)}
+    params = {"n": Param(int, 4), "batch": Param(int, 5), "val": Param(bool, True),
+              "sequential": Param(bool, False)}
+
+    def __init__(self, **p):
+        super().__init__(**p)
+        self.rows = 0
 
     @classmethod
     def bind_dims(cls, p):
         return {"N": p["n"]}
 
     def forward(self):
+        if self.p.sequential:
+            x = torch.stack([torch.randn(self.p.n, generator=torch.Generator().manual_seed(1000 + self.rows + i))
+                             for i in range(self.p.batch)])
+            self.rows += self.p.batch
+            return {"x": x.to(self.device)}
         return {"x": torch.randn(self.p.batch, self.p.n, generator=self.generator).to(self.device)}
 
-    #: held-out splits: fixed vectors (seed, count); "val" is disjoint from "test"
-    SPLITS = {"test": (123, 10), "val": (321, 6)}
-    dataset_info = {"name": "gaussian vectors", "splits": {"test": 10, "val": 6}}
+    dataset_info = {"name": "gaussian vectors", "splits": {"test": 10, "val": 10}}
+
+    def _split_seed(self, split):
+        if split == "val" and self.p.val:
+            return 456
+        if split == "test":
+            return 123
+        raise SemflowError(f"source '{self.name}' (testing.vectors) has no '{split}' split")
 
     def eval_batches(self, batch_size, split="test"):
-        seed, n = self.SPLITS[split]
-        data = torch.randn(n, self.p.n, generator=torch.Generator().manual_seed(seed))
-        for i in range(0, n, batch_size):
+        g = torch.Generator().manual_seed(self._split_seed(split))
+        data = torch.randn(10, self.p.n, generator=g)
+        for i in range(0, 10, batch_size):
             yield {"x": data[i:i + batch_size]}
 
     def num_eval_examples(self, split="test"):
-        return self.SPLITS[split][1]
+        self._split_seed(split)
+        return 10
 
     def source_values_per_example(self):
         return self.p.n
@@ -217,3 +236,43 @@ class ImageNoise(Block):
 
     def forward(self, image):
         return {"image": self.conv(image + self.p.sigma * torch.randn_like(image))}
+class _Width(Block):
+    """Blocks whose vectors have n entries (port symbol N)."""
+    params = {"n": Param(int, 4)}
+
+    @classmethod
+    def bind_dims(cls, p):
+        return {"N": p["n"]}
+
+
+@register("testing.branch")
+class Branch(_Width):
+    """y = base(x) + control(x), two same-shaped linear maps (B, N) -> (B, N): a frozen base
+    with a trainable branch, as in ControlNet-style fine-tuning."""
+    inputs = {"x": Port("real", ("B", "N"))}
+    outputs = {"y": Port("real", ("B", "N"))}
+
+    def __init__(self, **p):
+        super().__init__(**p)
+        self.base = nn.Linear(self.p.n, self.p.n)
+        self.control = nn.Linear(self.p.n, self.p.n)
+
+    def forward(self, x):
+        return {"y": self.base(x) + self.control(x)}
+
+
+@register("testing.critic")
+class Critic(_Width):
+    """A discriminator: one linear score per example for real and for fake inputs, same
+    weights for both: real (B, N), fake (B, N) -> real (B,), fake (B,). Counts training calls."""
+    inputs = {"real": Port("real", ("B", "N")), "fake": Port("real", ("B", "N"))}
+    outputs = {"real": Port("real", ("B",)), "fake": Port("real", ("B",))}
+
+    def __init__(self, **p):
+        super().__init__(**p)
+        self.score = nn.Linear(self.p.n, 1)
+        self.calls = 0
+
+    def forward(self, real, fake):
+        self.calls += self.training
+        return {"real": self.score(real).squeeze(1), "fake": self.score(fake).squeeze(1)}

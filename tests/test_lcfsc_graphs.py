@@ -1,4 +1,4 @@
-"""Seed 000 graphs end to end: taps of the live mask, the CVAE -> encoder wiring, CBR, the proxy warm start.
+"""Seed 000 graphs end to end: taps of the live mask, the CVAE -> encoder wiring, CBR, the proxy encoder.
 
 (tests/test_graphs.py already validates every shipped graph in every preset and runs its
 smoke preset; these tests look inside the LCFSC runs.)
@@ -51,7 +51,9 @@ def test_lcfsc_mask_tap_is_live_and_driven_by_the_cvae(tmp_path):
         assert 0.001 <= row["mbar"] <= 0.015 and row["psnr"] == row["psnr"]
 
 
-def test_lcfsc_proxy_and_warm_start_from_a_cfsc_run(tmp_path):
+def test_lcfsc_proxy_from_a_cfsc_run_via_init(tmp_path):
+    """cfsc_ckpt set: the cfsc stage is skipped, init loads the CFSC run's codec and NPN,
+    and the e2e stage copies its encoder into the frozen proxy (eq. 13)."""
     cfsc = Runner(load_graph(ROOT / "graphs/cfsc.yaml"), preset="smoke",
                   overrides={"npn_steps": 1, "steps": 1}, out=tmp_path / "cfsc", quiet=True)
     assert cfsc.train()
@@ -59,19 +61,39 @@ def test_lcfsc_proxy_and_warm_start_from_a_cfsc_run(tmp_path):
     ckpt = tmp_path / "cfsc" / "checkpoints" / "last.pt"
     lc = Runner(load_graph(ROOT / "graphs/lcfsc.yaml"), preset="smoke",
                 overrides={"cfsc_ckpt": str(ckpt), "npn_steps": 0, "steps": 0}, out=tmp_path / "lc", quiet=True)
+    assert lc.train()
+    assert "[cfsc] disabled" in (tmp_path / "lc" / "log.txt").read_text()
     trained = cfsc.scheduler
     for proxy, name in (("penc", "enc"), ("pmod", "mod"), ("enc", "enc"), ("dec", "dec"), ("npn", "npn")):
         a, b = lc.scheduler.block(proxy).state_dict(), trained.block(name).state_dict()
         assert a.keys() == b.keys()
         assert all(torch.equal(a[k], b[k]) for k in a), (proxy, name)
     lc.close()
-    cold = Runner(load_graph(ROOT / "graphs/lcfsc.yaml"), preset="smoke",
-                  overrides={"cfsc_ckpt": str(ckpt), "warm_start": False, "steps": 0, "npn_steps": 0},
-                  out=tmp_path / "cold", quiet=True)
-    k = next(iter(cold.scheduler.block("enc").state_dict()))
-    assert torch.equal(cold.scheduler.block("penc").state_dict()[k], trained.block("enc").state_dict()[k])
-    assert not torch.equal(cold.scheduler.block("enc").state_dict()[k], trained.block("enc").state_dict()[k])
-    cold.close()
+
+
+def test_lcfsc_one_command_trains_the_cfsc_encoder_then_copies_it_into_the_proxy(tmp_path):
+    """No cfsc_ckpt: the cfsc stage trains the codec at m = m_stable (the CVAE's fixed_m),
+    and the e2e stage starts from a frozen copy of that encoder as the proxy."""
+    hub = TapHub()
+    ms = []
+    hub.subscribe("cvae.m", lambda n, v, info: ms.append((info["stage"], v)), min_interval=0.0)
+    r = Runner(load_graph(ROOT / "graphs/lcfsc.yaml"), preset="smoke", overrides={"npn_steps": 1, "steps": 2},
+               taps=hub, out=tmp_path / "r", quiet=True)
+    penc0 = {k: v.clone() for k, v in r.scheduler.block("penc").state_dict().items()}
+    enc0 = {k: v.clone() for k, v in r.scheduler.block("enc").state_dict().items()}
+    assert r.train(stop_after=3) is False          # npn_pretrain 1 + cfsc 2 steps; stops as e2e starts
+    enc, penc = r.scheduler.block("enc").state_dict(), r.scheduler.block("penc").state_dict()
+    assert all(torch.equal(enc[k], penc[k]) for k in enc)                 # copied at the e2e start
+    assert any(not torch.equal(enc[k], enc0[k]) for k in enc)             # the cfsc stage trained it
+    assert any(not torch.equal(penc[k], penc0[k]) for k in penc)
+    cfsc_m = [m for stage, m in ms if stage == "cfsc"]
+    assert cfsc_m and all(torch.allclose(m, torch.full_like(m, 0.009)) for m in cfsc_m)
+    assert r.train(resume=True)                    # e2e: the CVAE's m* again, and the proxy stays frozen
+    e2e_m = [m for stage, m in ms if stage == "e2e"]
+    assert e2e_m and not all(torch.allclose(m, torch.full_like(m, 0.009)) for m in e2e_m)
+    after = r.scheduler.block("penc").state_dict()
+    assert all(torch.equal(after[k], penc[k]) for k in after)
+    r.close()
 
 
 def test_npn_pretraining_stage_trains_only_the_npn(tmp_path):

@@ -149,6 +149,19 @@ def test_cvae_m_star_gets_gradient_only_through_the_mask_chain():
     assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in cvae.d_q.parameters())
 
 
+def test_cvae_fixed_m_gives_the_stable_ratio_and_changes_m():
+    torch.manual_seed(0)
+    cvae = build("csirs.cvae_mask_ratio", dict(CVAE, mbar=[0.0, 0.5, 1.0], m_stable=0.25)).eval()
+    y = torch.randn(4, 24)
+    with torch.no_grad():
+        learned = cvae(y_bar=y)
+        cvae.set_runtime("fixed_m", True)
+        fixed = cvae(y_bar=y)
+    assert torch.equal(fixed["m"], torch.full((4,), 0.25))
+    assert (learned["m"] - 0.25).abs().max() > 1e-4           # the switch changes the output
+    assert torch.equal(fixed["loss"], learned["loss"]) and torch.equal(fixed["beta"], learned["beta"])
+
+
 def test_cvae_unit_interval_mbar_for_the_m01_ablation():
     cvae = build("csirs.cvae_mask_ratio", dict(CVAE, mbar=[0.0, 0.5, 1.0]))
     m = cvae(y_bar=torch.randn(4, 24))["m"]
@@ -270,21 +283,3 @@ def test_adjscc_csi_and_snr_side_information_change_the_output(kind):
                            next(iter(snr_only(**arg).values())))
     with pytest.raises(ValueError, match="not connected"):
         blk(**arg)
-
-
-# ---- warm start from a checkpoint -------------------------------------------------------------------
-def test_init_ckpt_copies_a_blocks_weights(tmp_path):
-    torch.manual_seed(0)
-    src = build("extractor.channel_modnet", MOD)
-    state = {f"blocks.mod.{k}": v for k, v in src.state_dict().items()}
-    torch.save({"blocks": state}, tmp_path / "last.pt")
-    torch.manual_seed(1)
-    copy = build("extractor.channel_modnet", dict(MOD, init_ckpt=str(tmp_path / "last.pt"), init_block="mod"))
-    x = torch.randn(2, 4, 16)
-    assert torch.equal(copy(x=x)["z"], src(x=x)["z"])
-    with pytest.raises(ValueError, match="no block named"):
-        build("extractor.channel_modnet", dict(MOD, init_ckpt=str(tmp_path / "last.pt"), init_block="enc"))
-    with pytest.raises(ValueError, match="does not fit"):
-        build("extractor.channel_modnet", dict(MOD, c_out=8, init_ckpt=str(tmp_path / "last.pt"), init_block="mod"))
-    with pytest.raises(ValueError, match="init_block"):
-        build("extractor.channel_modnet", dict(MOD, init_ckpt=str(tmp_path / "last.pt")))

@@ -24,6 +24,6 @@ Modules (each registers its blocks; ``blocks/__init__`` imports them all):
                  (blocks/glue.py).
 
 Shared pieces: ``_swin`` (windows, attention, the CSI fusion masking model),
-``_common`` (CSI to real channels, checkpoint initialisation).
+``_common`` (CSI to real channels).
 """
 from . import adjscc, cvae, glue, modnet, npn, swin  # noqa: F401  (register the blocks)

@@ -21,7 +21,6 @@ from torch import nn
 from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
-from ._common import INIT_PARAMS, maybe_init
 
 
 class AFModule(nn.Module):
@@ -45,7 +44,7 @@ _PARAMS = dict({
     "nr": Param(int, 2, "receive antennas Nr"),
     "use_csi": Param(bool, True, "feed vec(h) to the AF modules (false: SNR only, the original ADJSCC)"),
     "snr_db": Param(float, 10.0, "channel SNR in dB (side information)", runtime=True),
-}, **INIT_PARAMS)
+})
 
 
 class _SideInfo(Block):
@@ -97,7 +96,6 @@ class ADJSCCEncoder(_SideInfo):
         self.acts = nn.ModuleList(nn.PReLU(f) for _ in range(4))
         self.afs = nn.ModuleList(AFModule(f, s) for _ in range(4))
         self.last = nn.Conv2d(f, c, 5, 1, 2)
-        maybe_init(self, self.p, self.type_id)
 
     def forward(self, image, h=None):
         if image.shape[-1] % 4 or image.shape[-2] % 4:
@@ -134,7 +132,6 @@ class ADJSCCDecoder(_SideInfo):
         self.acts = nn.ModuleList(nn.PReLU(f) for _ in range(4))
         self.afs = nn.ModuleList(AFModule(f, s) for _ in range(4))
         self.last = nn.ConvTranspose2d(f, 3, 5, 2, 2, output_padding=1)
-        maybe_init(self, self.p, self.type_id)
 
     def forward(self, z, h=None):
         side = self.side(z, h)

@@ -5,8 +5,9 @@ Seed 000, eqs. (13)-(19), (21)-(23) and Fig. 8:
 * proxy codewords y_bar = f_p(s, h_e, m) = g_ap(f_ep(s, h_e, m)) (eq. 13): the latest CFSC
   encoder run at the stable mask ratio m. In a graph this is a second
   ``extractor.swin_cfma`` + ``extractor.channel_modnet`` pair with the param m fixed and
-  its weights taken from a trained CFSC run (``init_ckpt``/``init_block``); this block
-  receives its output on the ``y_bar`` input (graphs/lcfsc.yaml).
+  frozen weights copied from the CFSC encoder (graphs/lcfsc.yaml: its ``cfsc`` stage trains
+  the encoder with ``fixed_m`` on, then ``copy_weights``, or ``init`` from a CFSC run); this
+  block receives its output on the ``y_bar`` input.
 * posterior encoder d_a(y_bar, m) -> (h_mu, h_sigma), prior encoder d_s(m) -> (f_mu, f_sigma)
   (log-variances), z = h_mu + eps (.) exp(h_sigma / 2), eps ~ N(0, I) (eq. 18, with the
   diagonal covariance exp(h_sigma) the paper defines just before it);
@@ -25,6 +26,10 @@ In training z is sampled; in evaluation (eval mode) z = h_mu unless ``sample_eva
 evaluation is deterministic. m* gets its gradient from the reconstruction loss L1 through
 NI-CFMA's straight-through mask (``extractor.swin_cfma``), and from nothing else: L_c does
 not involve beta.
+
+``fixed_m: true`` (runtime) outputs m = m_stable for every example instead of m*: the
+encoder fed by this block is then CFSC at the stable m (loss and beta are computed as
+usual). graphs/lcfsc.yaml trains its CFSC stage this way.
 """
 from __future__ import annotations
 
@@ -34,7 +39,6 @@ from torch import nn
 from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
-from ._common import INIT_PARAMS, maybe_init
 
 #: seed 000, Sec. V-A2: the pre-set mask ratio vector M_bar
 PAPER_MBAR = [0.001, 0.003, 0.005, 0.007, 0.009, 0.012, 0.014, 0.015]
@@ -55,7 +59,8 @@ class CVAEMaskRatio(Block):
     Networks (MLPs with GELU): d_a([y_bar, m~]) -> 2L, d_s(m~) -> 2L, d_p([z, m~]) -> CL,
     d_q(z) -> K logits, with m~ = m / max(M_bar) the condition scaled to O(1) and L the
     latent size. ``normalize`` scales each example's y_bar to unit mean energy per value
-    first (the power normalisation the transmitted codeword gets).
+    first (the power normalisation the transmitted codeword gets). ``fixed_m`` (runtime)
+    replaces m* by m_stable for every example (CFSC at the stable m).
 
     Shapes: y_bar real (B, ...) with CL = in_dim values per example
             -> m real (B,) (m*), loss real (B,) (L_c per example), beta real (B, K).
@@ -76,7 +81,9 @@ class CVAEMaskRatio(Block):
         "reduction": Param(str, "sum", "sum: eqs. (21)-(22) as printed; mean: per value / latent",
                            choices=("sum", "mean")),
         "sample_eval": Param(bool, False, "sample z in evaluation too (default: z = h_mu)"),
-    }, **INIT_PARAMS)
+        "fixed_m": Param(bool, False, "output m = m_stable instead of m* (CFSC at the stable m, e.g. "
+                                      "while training the proxy encoder)", runtime=True),
+    })
     taps = {"kl": "L_reg per example (B,)", "rec": "L_rec per example (B,)"}
 
     @classmethod
@@ -98,7 +105,6 @@ class CVAEMaskRatio(Block):
         self.d_s = _mlp(1, H, 2 * L)          # prior p(z | m)
         self.d_p = _mlp(L + 1, H, D)          # decoder p(y_bar | z, m)
         self.d_q = _mlp(L, H, len(mbar))      # generation net -> beta
-        maybe_init(self, p, where)
 
     def forward(self, y_bar):
         b = y_bar.shape[0]
@@ -123,6 +129,8 @@ class CVAEMaskRatio(Block):
             rec, kl = rec / y.shape[1], kl / h_mu.shape[1]
         beta = torch.softmax(self.d_q(z), dim=1)
         m_star = beta @ self.mbar.to(beta.dtype)                             # eq. (19)
+        if self.p.fixed_m:
+            m_star = torch.full_like(m_star, float(self.p.m_stable))
         self.publish("kl", kl)
         self.publish("rec", rec)
         return {"m": m_star, "loss": rec + kl, "beta": beta}

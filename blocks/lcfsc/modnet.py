@@ -22,7 +22,6 @@ from torch import nn
 from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
-from ._common import INIT_PARAMS, maybe_init
 
 
 class AdaptiveModulator(nn.Module):
@@ -83,7 +82,7 @@ class ChannelModNetEncoder(Block):
     """
     inputs = {"x": Port("real", ("B", "N", "C"), doc="semantic features")}
     outputs = {"z": Port("real", ("B", "N", "K"), doc="codeword, K = c_out real values per token")}
-    params = dict(_COMMON, **INIT_PARAMS)
+    params = dict(_COMMON)
 
     @classmethod
     def bind_dims(cls, p):
@@ -95,7 +94,6 @@ class ChannelModNetEncoder(Block):
         hidden = self.p.hidden or int(1.5 * self.p.dim)
         self.mod = ModNet(self.p.dim, self.p.layers, hidden)
         self.head = nn.Linear(self.p.dim, self.p.c_out)
-        maybe_init(self, self.p, self.type_id)
 
     def forward(self, x):
         return {"z": self.head(self.mod(x, self.p.snr_db))}
@@ -111,7 +109,7 @@ class ChannelModNetDecoder(Block):
     """
     inputs = {"z": Port("real", ("B", "N", "K"), doc="received codeword (after the MIMO combiner)")}
     outputs = {"x": Port("real", ("B", "N", "C"), doc="recovered semantic features x_hat")}
-    params = dict(_COMMON, **INIT_PARAMS)
+    params = dict(_COMMON)
 
     bind_dims = ChannelModNetEncoder.bind_dims
 
@@ -121,7 +119,6 @@ class ChannelModNetDecoder(Block):
         hidden = self.p.hidden or int(1.5 * self.p.dim)
         self.head = nn.Linear(self.p.c_out, self.p.dim)
         self.mod = ModNet(self.p.dim, self.p.layers, hidden)
-        maybe_init(self, self.p, self.type_id)
 
     def forward(self, z):
         return {"x": self.mod(self.head(z), self.p.snr_db)}

@@ -27,7 +27,7 @@ from torch import nn
 from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
-from ._common import INIT_PARAMS, csi_channels, maybe_init
+from ._common import csi_channels
 
 
 def subspace_projection(v: torch.Tensor, eps: float = 1e-6) -> torch.Tensor:
@@ -98,7 +98,7 @@ class NPN(Block):
         "levels": Param(int, 1, "U-Net down/up-sampling levels"),
         "basis": Param(int, 2, "K: basis vectors of the signal subspace per SSA (clipped to N - 1)"),
         "ssa": Param(bool, True, "subspace attention on the skips (false: plain U-Net skips)", runtime=True),
-    }, **INIT_PARAMS)
+    })
     taps = {"psi": "SSA projector of the finest level, (B, N, N)"}
 
     @classmethod
@@ -120,7 +120,6 @@ class NPN(Block):
         with torch.no_grad():      # start close to h_e = h_LS
             self.out.weight.mul_(0.1)
             self.out.bias.zero_()
-        maybe_init(self, p, self.type_id)
 
     def forward(self, h_ls):
         x = csi_channels(h_ls)

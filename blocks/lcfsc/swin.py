@@ -21,7 +21,7 @@ from torch import nn
 from flowgraph.block import Block, Param, Port
 from flowgraph.registry import register
 
-from ._common import INIT_PARAMS, csi_channels, maybe_init
+from ._common import csi_channels
 from ._swin import CSIFusionMask, PatchMerging, PatchSplit, SwinBlock, check_lists, token_side
 
 _ARCH = {
@@ -106,7 +106,7 @@ class SwinExtractor(Block):
     """
     inputs = {"image": Port("real", ("B", 3, "H", "W"), tag="image", doc="images in [0, 1]")}
     outputs = {"x": Port("real", ("B", "N", "C"), doc="semantic features x (eq. 2), one row per token")}
-    params = dict(_ARCH, **INIT_PARAMS)
+    params = dict(_ARCH)
     taps = dict(_TAPS)
 
     @classmethod
@@ -121,7 +121,6 @@ class SwinExtractor(Block):
     def __init__(self, **params):
         super().__init__(**params)
         self.net = _SwinEncoderNet(self.p, self.type_id)
-        maybe_init(self, self.p, self.type_id)
 
     def forward(self, image):
         _check_image(self.type_id, image, self.p.size)
@@ -178,7 +177,7 @@ class SwinCFMAExtractor(Block):
         "mask_width": Param(int, 8, "channels of the two convolutional links and the fusion layers"),
         "ste_temp": Param(float, 1.0, "temperature of the straight-through relaxation of eq. (6), "
                                       "in units of 1/D^2"),
-    }, **INIT_PARAMS)
+    })
     taps = dict(_TAPS, mask="NI-CFMA masks M (eq. 6), (B*nW, n_cfma, heads, D, D) in {0, 1}",
                 mask_strategy="mask strategy scores M_s (softmax), same shape as mask",
                 m="mask ratio used per example (B,)")
@@ -203,7 +202,6 @@ class SwinCFMAExtractor(Block):
         cfg = {"stage": p.cfma_stage, "nr": p.nr, "nt": p.nt, "importance_dim": p.importance_dim,
                "width": p.mask_width, "temp": p.ste_temp}
         self.net = _SwinEncoderNet(p, where, cfg)
-        maybe_init(self, p, where)
 
     def forward(self, image, h, m=None):
         _check_image(self.type_id, image, self.p.size)
@@ -237,7 +235,7 @@ class SwinDecoder(Block):
     """
     inputs = {"x": Port("real", ("B", "N", "C"), doc="recovered semantic features")}
     outputs = {"image": Port("real", ("B", 3, "H", "W"), tag="image", doc="reconstruction in (0, 1)")}
-    params = dict(_ARCH, **INIT_PARAMS)
+    params = dict(_ARCH)
     taps = dict(_TAPS)
 
     bind_dims = SwinExtractor.bind_dims
@@ -261,7 +259,6 @@ class SwinDecoder(Block):
                 res *= 2
             else:
                 self.splits.append(PatchSplit((res, res), dims[i], 3, p.patch_size))
-        maybe_init(self, p, where)
 
     def forward(self, x):
         b, n, c = x.shape
