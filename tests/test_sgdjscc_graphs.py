@@ -100,3 +100,43 @@ def test_adjscc_baseline_cbr(tmp_path):
     res = r.evaluate(points=[{"snr_db": 0.0}], write=False)
     assert res["cbr"]["fraction"] == "5/96"              # 160 / 3072 = 1/19.2
     r.close()
+
+
+def test_controlnet_stage_trains_only_the_control_branch(tmp_path):
+    """Fig. 5 / stage 3 of the paper: the ControlNet copies start as the trained base encoder
+    (sub-module copy_weights) and only they train; the base DiT stays bit-identical to the
+    checkpoint it was loaded from (base_ckpt: the earlier stages are skipped)."""
+    base = _runner(SGD, tmp_path, name="base", ctrl_steps=0)
+    assert base.train() is True
+    ckpt = tmp_path / "base" / "checkpoints" / "last.pt"
+    saved = torch.load(ckpt, map_location="cpu", weights_only=False)["blocks"]
+    r = _runner(SGD, tmp_path, name="ctrl", base_ckpt=str(ckpt), ctrl_steps=3)
+    assert r.train() is True
+    dm = r.scheduler.block("dm").net.state_dict()
+    base_keys = [k for k in dm if not k.startswith("control.")]
+    for k in base_keys:
+        assert torch.equal(dm[k], saved[f"blocks.dm.net.{k}"]), k          # the base is frozen
+    assert float(r.scheduler.block("dm").net.control.after_proj[0].weight.detach().abs().sum()) > 0   # zero linears moved
+    base.close(), r.close()
+
+
+def test_base_checkpoint_with_no_controlnet_steps_is_evaluation_only(tmp_path):
+    """base_ckpt + ctrl_steps 0: every block from that run, nothing trained, the same numbers."""
+    a = _runner(SGD, tmp_path, name="a")
+    assert a.train() is True
+    res_a = a.evaluate(points=[{"snr_db": -5.0}], write=False)
+    b = _runner(SGD, tmp_path, name="b", base_ckpt=str(tmp_path / "a" / "checkpoints" / "last.pt"), ctrl_steps=0)
+    assert b.train() is True
+    res_b = b.evaluate(points=[{"snr_db": -5.0}], write=False)
+    for m in ("psnr", "acc", "snr_err"):
+        assert res_a["rows"][0][m] == res_b["rows"][0][m], m
+    a.close(), b.close()
+
+
+def test_paper_preset_validates():
+    cg = compile_graph(load_graph(SGD), preset="paper")
+    assert cg.problems == []
+    dm, est, eenc = (cg.blocks[n].params for n in ("dm", "est", "eenc"))
+    assert (dm["dim"], dm["heads"], dm["depth_in"], dm["depth_out"], dm["depth_dec"]) == (512, 8, 4, 4, 4)
+    assert (dm["channels"], dm["size"], dm["image_size"], est["size"]) == (16, 16, 128, 16)
+    assert "enc_ae" in cg.blocks and "enc" not in cg.blocks and eenc["stages"] == 4
