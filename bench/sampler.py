@@ -5,7 +5,7 @@ A B A B (so machine drift hits both), the time of one ``decoder.sgd_diffusion`` 
 (K steps from m = S^-1(d) at the given SNR; with and without the ControlNet edge branch and
 classifier-free guidance) and of one ``decoder.deepjscc`` pass over the same batch, and
 prints the median ratio and its spread. The models are the graph's quick-preset sizes
-(graphs/sgd_jscc.yaml: latent 4 x 8 x 8, DiT width 96, 2 + 2 blocks), untrained: the cost does
+(graphs/sgd_jscc.yaml: latent 4 x 8 x 8, DiT width 64, 4 heads, 2 + 2 blocks), untrained: the cost does
 not depend on the weights.
 
     .venv/bin/python bench/sampler.py [--batch 64] [--steps 5 10 20 50] [--reps 7] [--threads 1]
@@ -41,7 +41,7 @@ def main():
     ap.add_argument("--steps", type=int, nargs="+", default=[5, 10, 20, 50])
     ap.add_argument("--reps", type=int, default=7)
     ap.add_argument("--snr", type=float, default=0.0)
-    ap.add_argument("--dim", type=int, default=96)
+    ap.add_argument("--dim", type=int, default=64)
     ap.add_argument("--threads", type=int, default=1)
     args = ap.parse_args()
     torch.set_num_threads(args.threads)

@@ -4,6 +4,7 @@ pilot-free receiver and the ADJSCC side-information switch. Every graph's smoke 
 runs in tests/test_graphs.py."""
 from pathlib import Path
 
+import pytest
 import torch
 
 from flowgraph.compile import compile_graph
@@ -140,3 +141,22 @@ def test_paper_preset_validates():
     assert (dm["dim"], dm["heads"], dm["depth_in"], dm["depth_out"], dm["depth_dec"]) == (512, 8, 4, 4, 4)
     assert (dm["channels"], dm["size"], dm["image_size"], est["size"]) == (16, 16, 128, 16)
     assert "enc_ae" in cg.blocks and "enc" not in cg.blocks and eenc["stages"] == 4
+
+
+@pytest.mark.slow
+def test_paper_preset_builds_and_its_parameter_count():
+    """Every block of the paper preset builds (no data loaded); the counts are recorded in
+    docs/results/sgd_jscc.md beside the paper's."""
+    cg = compile_graph(load_graph(SGD), preset="paper")
+    counts = {}
+    for name, rb in cg.blocks.items():
+        if name == "src":
+            continue
+        module = rb.cls(**rb.params)
+        counts[name] = sum(p.numel() for p in module.parameters())
+    print("\n" + ", ".join(f"{k} {v / 1e6:.2f} M" for k, v in counts.items() if v))
+    dm = cg.blocks["dm"].cls(**cg.blocks["dm"].params)
+    base = sum(p.numel() for n, p in dm.named_parameters() if not n.startswith("net.control."))
+    print(f"dm without ControlNet {base / 1e6:.2f} M, ControlNet {(counts['dm'] - base) / 1e6:.2f} M")
+    assert 80e6 < counts["enc_ae"] + counts["dec_ae"] < 88e6
+    assert counts["dm"] > 50e6
