@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .errors import SemflowError
-from .report import bounds, columns_of, draw_panels, fmt_pair, fmt_value, ordered
+from .report import all_numeric, bounds, columns_of, draw_panels, fmt_pair, fmt_value, ordered
 from .stats import across_seeds, paired_difference, unpaired_difference
 
 #: matplotlib's default cycle: series i gets colour i everywhere
@@ -144,6 +144,30 @@ def pool_seeds(recs: list) -> list:
                     "std": float("nan"), "n": sum(r["n"] or 0 for r in rs), "seeds": [r["seed"] for r in rs],
                     "run": ";".join(r["run"] for r in rs), "_per": None, "_by_seed": {r["seed"]: r for r in rs}})
     return out
+
+
+def curves(inputs: list, metric: str) -> dict[str, list[tuple]]:
+    """The curves ``semflow compare`` draws for one metric, for views that must show the same
+    numbers (the GUI's run overlay): {series: [(x, mean, lo, hi), ...]}, x the first numeric
+    sweep variable, one series per run label and value of the other sweep variables; seeds
+    of one configuration pooled as in the figures. Inputs as for ``compare``."""
+    entries, _ = _entries(inputs)
+    available = {}
+    for e in entries:
+        available.update(columns_of(e["result"]))
+    if metric not in available:
+        return {}
+    pooled = pool_seeds(records(entries, {metric: {"factor": 1.0}}))
+    point_dims = ordered(d for r in pooled for d in r["_point"])
+    x = next((d for d in point_dims if all_numeric([r.get(d) for r in pooled if d in r])), None)
+    if x is None:
+        return {}
+    others = [d for d in point_dims if d != x]
+    out: dict[str, list[tuple]] = {}
+    for r in pooled:
+        label = ", ".join([r["label"]] + [f"{d}={r[d]}" for d in others if d in r])
+        out.setdefault(label, []).append((float(r[x]), r["mean"], r["lo"], r["hi"]))
+    return {k: sorted(v) for k, v in out.items()}
 
 
 # ---- the comparison --------------------------------------------------------------------------------

@@ -129,7 +129,8 @@ def _plt():
     return plt
 
 
-def _numeric(values) -> bool:
+def all_numeric(values) -> bool:
+    """True when every value is a number (bool excluded): a numeric axis, not a categorical one."""
     return all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values)
 
 
@@ -152,7 +153,7 @@ def draw_panels(curves: list, x: str, meta: dict, path: Path, *, title: str = ""
     plt = _plt()
     panels = panels if panels else [None]
     xs = ordered(p[0] for c in curves for p in c["points"])
-    categorical = not _numeric(xs)
+    categorical = not all_numeric(xs)
     pos = {v: i for i, v in enumerate(xs)} if categorical else None
     fig, axes = plt.subplots(1, len(panels), figsize=(4.6 * len(panels) + 0.6, 3.7), dpi=110, squeeze=False,
                              sharey=True)

@@ -589,7 +589,7 @@ class TrainingMixin:
         metric = v["metric"]
         cls = type(self.scheduler.block(metric))
         # a set-level metric (dataset mIoU, FID) is selected on its set value, when it has one
-        column = f"{metric}_{getattr(cls, 'set_suffix', 'set')}" if hasattr(cls, "reduce_stats") else metric
+        column = f"{metric}_{cls.set_suffix}" if cls.has_set_metric() else metric
         mode = v.get("mode") or ("max" if cls.higher_is_better else "min")
         return _Validator(every=int(v["every"]), metric=metric, column=column, mode=mode,
                           split=v.get("split", "val"), keep=v.get("keep", "best"), at=dict(v.get("at") or {}),

@@ -219,3 +219,49 @@ class SetVariable(_Cmd):
         self._set(self.old)
 
 
+
+
+class SetType(_Cmd):
+    """Change a block's type (an unknown type to a suggested one); params and wires stay."""
+
+    def __init__(self, model, block: str, type_id: str):
+        super().__init__(model, f"retype {block} to {type_id}")
+        self.block, self.new = block, type_id
+        self.old = model.spec.blocks[block].type
+
+    def apply(self):
+        self.spec.blocks[self.block].type = self.new
+
+    def revert(self):
+        self.spec.blocks[self.block].type = self.old
+
+
+class SetSection(_Cmd):
+    """Replace a whole top-level section (``train``, ``evaluate``, ``presets``, a ``gui`` key)
+    with an edited copy: what the stage / sweep / preset / control editors write."""
+
+    def __init__(self, model, key: str, value, text: str | None = None):
+        super().__init__(model, text or f"edit {key}")
+        self.key, self.new = key, copy.deepcopy(value)
+        self.old = copy.deepcopy(self._get())
+        self.what = "gui" if key.startswith("gui.") else "structure"
+
+    def _get(self):
+        if self.key.startswith("gui."):
+            return self.m.spec.gui.get(self.key[4:], UNSET)
+        return getattr(self.m.spec, self.key)
+
+    def _set(self, value):
+        if self.key.startswith("gui."):
+            if value is UNSET:
+                self.m.spec.gui.pop(self.key[4:], None)
+            else:
+                self.m.spec.gui[self.key[4:]] = copy.deepcopy(value)
+        else:
+            setattr(self.m.spec, self.key, copy.deepcopy(value))
+
+    def apply(self):
+        self._set(self.new)
+
+    def revert(self):
+        self._set(self.old)

@@ -150,16 +150,21 @@ class Palette(QWidget):
             show_doc(type_id, self)
 
 
-def show_doc(type_id: str, parent=None) -> QDialog:
+def html_dialog(title: str, text: str, parent=None, size=(640, 520)) -> QDialog:
+    """A non-modal window showing HTML, with a Close button (block docs, Help)."""
     dlg = QDialog(parent)
-    dlg.setWindowTitle(type_id)
+    dlg.setWindowTitle(title)
     view = QTextBrowser()
-    view.setHtml(doc_html(type_id))
+    view.setHtml(text)
     buttons = QDialogButtonBox(QDialogButtonBox.Close)
     buttons.rejected.connect(dlg.reject)
     lay = QVBoxLayout(dlg)
     lay.addWidget(view)
     lay.addWidget(buttons)
-    dlg.resize(640, 520)
+    dlg.resize(*size)
     dlg.show()
     return dlg
+
+
+def show_doc(type_id: str, parent=None) -> QDialog:
+    return html_dialog(type_id, doc_html(type_id), parent)

@@ -61,11 +61,13 @@ class ParamEditor(QWidget):
         elif t is int:
             w = QSpinBox()
             w.setRange(-2**31 + 1, 2**31 - 1)
+            w.setKeyboardTracking(False)       # commit on Enter / focus out / arrows, not per key
             w.valueChanged.connect(self._emit)
         elif t is float:
             w = QDoubleSpinBox()
             w.setRange(-1e12, 1e12)
             w.setDecimals(6)
+            w.setKeyboardTracking(False)       # typing 12.5 must not commit 1, 12, 12. on the way
             w.valueChanged.connect(self._emit)
         else:                                  # str, list, dict: YAML text
             w = QLineEdit()
@@ -81,8 +83,25 @@ class ParamEditor(QWidget):
             self.committed.emit(parse_text(self.expr.text()) if self.pspec.type is not str
                                 else self.expr.text().strip())
 
+    def current_text(self) -> str:
+        """What the editor shows, as text (the expression field or the typed widget)."""
+        w = self.expr if self.toggle.isChecked() else self.typed
+        if isinstance(w, QComboBox):
+            return w.currentText()
+        if isinstance(w, QCheckBox):
+            return "true" if w.isChecked() else "false"
+        if isinstance(w, (QSpinBox, QDoubleSpinBox)):
+            return format_value(w.value())
+        return w.text()
+
     def _on_toggle(self, on: bool):
         self.stack.setCurrentIndex(1 if on else 0)
+
+    def show_text(self, text: str):
+        self._quiet = True
+        self.toggle.setChecked(True)
+        self.expr.setText(text)
+        self._quiet = False
 
     def set_value(self, value, is_default: bool):
         """Show ``value`` without emitting; expressions (and ill-typed values) use the text field."""
@@ -154,6 +173,8 @@ class PropertyPanel(QWidget):
             self.show_block(None)
         elif what == "file":
             self.show_block(None)
+        elif what == "saved" and self.block is not None:
+            self.show_block(self.block)
         elif self.block is not None and what in (f"block:{self.block}", "structure"):
             self.refresh()
 
@@ -201,7 +222,10 @@ class PropertyPanel(QWidget):
         for key, ed in self.editors.items():
             given = b.params.get(key, UNSET)
             default = None if cls.params[key].required else cls.params[key].default
-            ed.set_value(default if given is UNSET else given, given is UNSET)
+            try:
+                ed.set_value(default if given is UNSET else given, given is UNSET)
+            except (ValueError, TypeError, OverflowError):    # a value the typed widget cannot show:
+                ed.show_text(format_value(given))             # as text, never a wrong number
         self._show_problems()
 
     def _show_problems(self):

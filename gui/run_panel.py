@@ -26,6 +26,8 @@ TRAINING_MODES = ("train + evaluate", "train")
 class RunPanel(QWidget):
     runStarted = Signal()
     runFinished = Signal()
+    runningChanged = Signal(bool)
+    stageProgress = Signal(str, float)          # relayed from the worker: highlight on the canvas
 
     def __init__(self, model, bridge, out_root: str | None = None, parent=None):
         super().__init__(parent)
@@ -35,13 +37,15 @@ class RunPanel(QWidget):
         self.last_run: Path | None = None
         self.last_run_graph: tuple | None = None      # (graph name, preset) the last run trained
         self.current_run: Path | None = None
+        self.run_graph_name = ""                    # the graph the running worker was started from
         self.errors: list[tuple[str, str]] = []
         self.result = None
         self._log_pos = 0
+        self._finished_for = None
         self.mode = QComboBox()
         self.mode.addItems(MODES)
         self.preset = QComboBox()
-        self.run_btn, self.pause_btn, self.stop_btn = QPushButton("▶ Run"), QPushButton("Pause"), QPushButton("■ Stop")
+        self.run_btn, self.pause_btn, self.stop_btn = QPushButton("▶ Run"), QPushButton("❚❚ Pause"), QPushButton("■ Stop")
         self.pause_btn.setCheckable(True)
         self.progress = QProgressBar()
         self.status = QLabel("idle")
@@ -63,15 +67,18 @@ class RunPanel(QWidget):
         self.stop_btn.clicked.connect(self.stop)
         self._tail = QTimer(self, interval=300)
         self._tail.timeout.connect(self._read_log)
-        model.changed.connect(lambda what: what == "file" and self.refresh_presets())
+        model.changed.connect(lambda what: what in ("file", "saved") and self.refresh_presets(what == "file"))
         self.refresh_presets()
         self._set_running(False)
 
-    def refresh_presets(self):
+    def refresh_presets(self, new_graph: bool = True):
         names = list(self.model.spec.presets or {})
+        current = self.preset.currentText()
         self.preset.clear()
         self.preset.addItems([NO_PRESET] + names)
-        if "smoke" in names:              # the "does it run?" preset: seconds, not hours
+        if not new_graph and current in names:
+            self.preset.setCurrentText(current)
+        elif "smoke" in names:            # the "does it run?" preset: seconds, not hours
             self.preset.setCurrentText("smoke")
 
     @property
@@ -86,8 +93,10 @@ class RunPanel(QWidget):
         self.preset.setEnabled(not on)
         if not on:
             self.pause_btn.setChecked(False)
+        self.runningChanged.emit(on)
 
-    def start(self, mode: str | None = None, preset: str | None = None, **worker_kwargs) -> RunWorker | None:
+    def start(self, mode: str | None = None, preset: str | None = None, out=None,
+              **worker_kwargs) -> RunWorker | None:
         if self.running:
             return None
         if mode:
@@ -104,13 +113,13 @@ class RunPanel(QWidget):
                 and self.last_run_graph == (m.spec.name, preset):     # weights of this graph only
             ckpt = self.last_run / "checkpoints" / "last.pt"
             checkpoint = str(ckpt) if ckpt.is_file() else None
-        out = None
-        if self.out_root:
+        if out is None and self.out_root:
             out = Path(self.out_root) / f"{m.spec.name}-gui-{time.strftime('%Y%m%d-%H%M%S')}-{id(self) % 1000}"
         self.hub = TapHub()
         self.bridge.attach(self.hub)
         self.errors, self.result = [], None
         m.clear_runtime_errors()
+        self.run_graph_name = m.title.rstrip(" *")
         self.worker = RunWorker(m.spec.dumps(), str(m.path or m.spec.path), self.hub, mode=mode,
                                 preset=None if preset == NO_PRESET else preset, out=out, checkpoint=checkpoint,
                                 **worker_kwargs)
@@ -118,6 +127,7 @@ class RunPanel(QWidget):
             self.last_run_graph = (m.spec.name, preset)
         self.worker.runStarted.connect(self._on_started)
         self.worker.progress.connect(self._on_progress)
+        self.worker.stageProgress.connect(self.stageProgress)
         self.worker.failed.connect(self._on_failed)
         self.worker.result.connect(self._on_result)
         self.worker.finished.connect(self._on_finished)
@@ -135,10 +145,20 @@ class RunPanel(QWidget):
             self.worker.stop()
             self.status.setText("stopping…")
 
+    def stop_and_wait(self, timeout_ms: int = 30_000) -> None:
+        """Stop the run and deliver its last signals, so nothing of it reaches the next graph."""
+        if not self.running:
+            return
+        self.stop()
+        self.worker.wait(timeout_ms)
+        self._on_finished()
+
     def pause(self, on: bool):
+        self.pause_btn.setText("▶ Resume" if on else "❚❚ Pause")
+        self.progress.setStyleSheet("QProgressBar::chunk { background: #e0a000; }" if on else "")
         if self.worker is not None:
             self.worker.pause(on)
-            self.status.setText("paused" if on else "running")
+            self.status.setText("paused — press Resume (F6) to go on" if on else "running")
 
     def set_variable(self, name: str, value: float):
         if self.running:
@@ -175,11 +195,15 @@ class RunPanel(QWidget):
         self.result = result
 
     def _on_finished(self):
+        if self.worker is None or self._finished_for is self.worker:
+            return                          # already handled (stop_and_wait, then the signal)
+        self._finished_for = self.worker
         self._read_log()
         self._tail.stop()
         self.bridge.flush()
         self.bridge.detach()
         self._set_running(False)
+        self.stageProgress.emit("", 0.0)
         w = self.worker
         if not self.errors:
             self.status.setText("stopped" if w.stopped else f"finished — {self.current_run}")

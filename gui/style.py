@@ -6,7 +6,7 @@ KIND_COLORS = {"complex": "#1f6fd1", "real": "#f08a24", "int": "#2e9e44", "bool"
 
 STAGE_COLORS = {"source": "#5b8def", "extractor": "#7c5cd6", "csirs": "#c05cd6", "estimator": "#d65c9e",
                 "precoder": "#d6675c", "channel": "#c9a227", "combiner": "#7fae3f", "decoder": "#3fae8c",
-                "sink": "#3f8fae", "classical": "#8a8a8a", "graph": "#555555"}
+                "sink": "#3f8fae", "classical": "#b5803c", "graph": "#4a6378", "variable": "#7a8a99"}
 
 PROBLEM = QColor("#d62728")
 SELECTED = QColor("#ffb000")

@@ -31,7 +31,7 @@ class VariablesPanel(QWidget):
         add.clicked.connect(self._add)
         remove.clicked.connect(self._remove)
         self.table.itemChanged.connect(self._on_item)
-        model.changed.connect(lambda what: what in ("variables", "file") and self.refresh())
+        model.changed.connect(lambda what: what in ("variables", "file", "saved") and self.refresh())
         self.refresh()
 
     def refresh(self):

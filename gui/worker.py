@@ -34,6 +34,7 @@ class RunWorker(QThread):
     progress = Signal(int, int, str)         # value, maximum, text
     failed = Signal(str, str)                # message, block ('' when none is named)
     result = Signal(object)                  # evaluation result dict, or None
+    stageProgress = Signal(str, float)       # the running stage ("eval" for the sweep), fraction done
 
     def __init__(self, spec_text: str, spec_path: str, hub, mode: str = "train + evaluate",
                  preset: str | None = None, overrides: dict | None = None, out=None,
@@ -124,6 +125,7 @@ class RunWorker(QThread):
         def on_step(_name, row, _info):
             i = names.index(row["stage"]) if row.get("stage") in names else 0
             done = sum(steps[:i]) + int(row["step"])
+            self.stageProgress.emit(str(row["stage"]), int(row["step"]) / max(1, steps[i]))
             self.progress.emit(done, total, f"[{row['stage']}] step {row['step']}/{steps[i]}  loss {row['loss']:.4g}")
 
         self._subs.append(self.hub.subscribe("train.step", on_step, min_interval=0.0))
@@ -136,6 +138,7 @@ class RunWorker(QThread):
 
         def on_point(_name, row, _info):
             done[0] += 1
+            self.stageProgress.emit("eval", done[0] / max(1, len(points)))
             self.progress.emit(done[0], len(points), f"[eval] {done[0]}/{len(points)}")
 
         self._subs.append(self.hub.subscribe("eval.point", on_point, min_interval=0.0))

@@ -9,8 +9,8 @@ from flowgraph import Block, Param, Port, SemflowError, Sink, Source, register
 
 @register("testing.vectors")
 class Vectors(Source):
-    """Random real vectors (B, N); held-out splits of 10 fixed vectors each: test (the
-    default) and val (disjoint draws), the latter only when ``val`` is true. With
+    """Random real vectors (B, N); held-out splits of fixed vectors: test (10, the default)
+    and val (6, disjoint draws), the latter only when ``val`` is true. With
     ``sequential``, training row i is always the same vector (seeded by i), so two batches
     of 5 hold the same rows as one batch of 10."""
     outputs = {"x": Port("real", ("B", "N"))}
@@ -33,24 +33,23 @@ class Vectors(Source):
             return {"x": x.to(self.device)}
         return {"x": torch.randn(self.p.batch, self.p.n, generator=self.generator).to(self.device)}
 
-    dataset_info = {"name": "gaussian vectors", "splits": {"test": 10, "val": 10}}
+    #: held-out splits: fixed vectors (seed, count); "val" (disjoint draws) only when ``val``
+    SPLITS = {"test": (123, 10), "val": (456, 6)}
+    dataset_info = {"name": "gaussian vectors", "splits": {"test": 10, "val": 6}}
 
-    def _split_seed(self, split):
-        if split == "val" and self.p.val:
-            return 456
-        if split == "test":
-            return 123
+    def _split(self, split):
+        if split in self.SPLITS and (split != "val" or self.p.val):
+            return self.SPLITS[split]
         raise SemflowError(f"source '{self.name}' (testing.vectors) has no '{split}' split")
 
     def eval_batches(self, batch_size, split="test"):
-        g = torch.Generator().manual_seed(self._split_seed(split))
-        data = torch.randn(10, self.p.n, generator=g)
-        for i in range(0, 10, batch_size):
+        seed, n = self._split(split)
+        data = torch.randn(n, self.p.n, generator=torch.Generator().manual_seed(seed))
+        for i in range(0, n, batch_size):
             yield {"x": data[i:i + batch_size]}
 
     def num_eval_examples(self, split="test"):
-        self._split_seed(split)
-        return 10
+        return self._split(split)[1]
 
     def source_values_per_example(self):
         return self.p.n

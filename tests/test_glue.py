@@ -364,13 +364,9 @@ def test_old_csirs_ids_work_with_a_deprecation_note(write_graph, capsys):
 
 
 def test_no_shipped_graph_uses_a_deprecated_id():
-    from pathlib import Path
-
     from flowgraph.compile import compile_graph
     from flowgraph.graph import load_graph
 
-    graphs = Path(__file__).resolve().parents[1] / "graphs"
-    for path in sorted(graphs.rglob("*.yaml")):
-        if path.is_relative_to(graphs / "studies"):     # study files, not graphs
-            continue
+    from graph_checks import shipped_graphs
+    for path in shipped_graphs():
         assert compile_graph(load_graph(path)).notes == [], path

@@ -8,9 +8,10 @@ from flowgraph.compile import compile_graph
 from flowgraph.graph import load_graph
 from flowgraph.run import Runner
 
+from graph_checks import shipped_graphs
+
 ROOT = Path(__file__).resolve().parents[1]
-GRAPHS = sorted(p.relative_to(ROOT).as_posix() for p in (ROOT / "graphs").rglob("*.yaml")
-                if "parts" not in p.parts and "studies" not in p.parts)   # graphs/studies/: study files
+GRAPHS = [p.relative_to(ROOT).as_posix() for p in shipped_graphs(parts=False)]
 
 
 def test_graphs_exist():

@@ -8,6 +8,8 @@ ROOT = Path(__file__).resolve().parents[1]
 from flowgraph.compile import compile_graph  # noqa: E402
 from flowgraph.graph import load_graph  # noqa: E402
 
+from gui_support import gui_state  # noqa: F401  (fixtures)
+
 pytestmark = pytest.mark.gui
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
@@ -130,7 +132,7 @@ def test_save_load_round_trip(model, tmp_path):
     m.save(tmp_path / "a.yaml")
     again = load_graph(tmp_path / "a.yaml")
     assert again.to_dict() == first                         # layout under gui: included
-    assert again.gui["positions"]["enc"] == [200, 0]
+    assert again.gui["positions"]["enc"] == first["gui"]["positions"]["enc"]
     build = type(m)()
     build_tiny(build)
     build.move_blocks({"src": (-50, 30)})

@@ -3,24 +3,14 @@ from pathlib import Path
 
 import pytest
 
+from gui_support import gui_state, window  # noqa: F401  (fixtures)
+
 ROOT = Path(__file__).resolve().parents[1]
 
 pytestmark = pytest.mark.gui
 DEEPJSCC = ROOT / "graphs" / "deepjscc_awgn.yaml"
 TINY = ROOT / "tests" / "graphs" / "tiny.yaml"
 TIMEOUT_MS = 120_000          # the CPU may be shared; the smoke run itself takes seconds
-
-
-@pytest.fixture
-def window(qtbot, tmp_path):
-    from gui.window import MainWindow
-    w = MainWindow(out_root=str(tmp_path / "runs"), autosave_ms=10**7)
-    w.ask = lambda *a: "discard"
-    qtbot.addWidget(w)
-    yield w
-    if w.run_panel.running:
-        w.run_panel.stop()
-        w.run_panel.worker.wait(30_000)
 
 
 def finish(qtbot, w):
@@ -57,12 +47,12 @@ def test_smoke_run_feeds_constellation_psnr_and_image_views(window, qtbot):
 def test_live_inference_follows_the_runtime_control(window, qtbot):
     w = window
     assert w.open_file(TINY)
-    w.control.var.setCurrentText("sigma")
+    w.control.add_control("sigma")                 # a second knob next to the default one
     curves = w.views["Loss / PSNR"]
     worker = w.run_panel.start("live inference", "smoke", frame_interval=0.0)
     qtbot.waitUntil(lambda: len(curves.live) >= 3, timeout=TIMEOUT_MS)
     quiet = [r["err"] for r in curves.live]
-    w.control.set_value(30.0)                      # the slider's spin box: sigma 0.1 -> 30
+    w.control.set_value(30.0, "sigma")             # the slider's spin box: sigma 0.1 -> 30
     qtbot.waitUntil(lambda: any(r.get("sigma") == 30.0 for r in curves.live), timeout=TIMEOUT_MS)
     n = len(curves.live)
     qtbot.waitUntil(lambda: len(curves.live) >= n + 3, timeout=TIMEOUT_MS)

@@ -10,6 +10,7 @@ import torch
 from blocks.mumimo.complexity import TABLE_III, format_counts, parameter_counts
 from flowgraph import NonFiniteError
 from flowgraph.compile import compile_graph
+from graph_checks import assert_only_variant_differs
 from flowgraph.graph import load_graph
 from flowgraph.run import Runner
 
@@ -43,17 +44,7 @@ def test_learnable_rzf_trains_on_the_same_channel(tmp_path):
 
 
 def test_ablation_files_differ_from_the_full_graph_only_in_variant():
-    full = load_graph(FULL).to_dict()
-    for variant, path in ABLATIONS.items():
-        d = load_graph(path).to_dict()
-        assert d["variables"]["variant"] == variant
-        for key in set(full) | set(d):
-            if key in ("name", "description"):
-                continue
-            if key == "variables":
-                assert {**d[key], "variant": "full"} == full[key], path.name
-            else:
-                assert d.get(key) == full.get(key), f"{path.name}: '{key}' differs from mumimo_ofdm.yaml"
+    assert_only_variant_differs(FULL, ABLATIONS)
 
 
 @pytest.mark.parametrize("variant, expect", [

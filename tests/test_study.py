@@ -220,6 +220,21 @@ def test_compare_pools_seeds_of_one_configuration(root, tmp_path):
             assert 0.0 <= p["lo"] <= p["mean"] <= p["hi"] <= 1.0           # a proportion stays in [0, 1]
 
 
+def test_compare_curves_are_the_figures_numbers_for_views(root, tmp_path):
+    """flowgraph.compare.curves (what the GUI overlays) gives compare's points: the proportion's
+    Wilson interval stays asymmetric, and runs of one label and different seeds are pooled."""
+    from flowgraph.compare import curves, pool_seeds, records
+    runs = [_run(root, tmp_path, f"s{s}", seed=s) for s in (0, 1)]
+    got = curves([f"tiny={r}" for r in runs], "flag")
+    entries, _ = _entries([f"tiny={r}" for r in runs])
+    want = sorted((float(p["sigma"]), p["mean"], p["lo"], p["hi"])
+                  for p in pool_seeds(records(entries, {"flag": {"factor": 1.0}})))
+    assert list(got) == ["tiny"] and got["tiny"] == want
+    one = curves([str(runs[0])], "flag")["s0"]
+    assert any(abs((hi - m) - (m - lo)) > 1e-9 for _, m, lo, hi in one)     # Wilson: not mean ± h
+    assert curves([str(runs[0])], "no_such_metric") == {}
+
+
 def test_compare_series_can_be_a_dimension(root, tmp_path):
     """One run swept over sigma x kind: with series=kind a line per kind, panels none."""
     from flowgraph.graph import loads_graph

@@ -5,6 +5,8 @@ Seed 001 (airship-borne massive MIMO, downlink, K single-antenna UEs), eqs. (3),
     h[k,n]   = 1/sqrt(L) sum_l alpha_lk a_t(theta_lk, phi_lk) exp(-j 2 pi n tau_lk / (Nc Ts)),
     a_t      = [exp(j pi (n_y sin(theta) cos(phi) + n_z sin(phi)))]  (half-wavelength Ny x Nz UPA)
     alpha ~ CN(0, 1), theta ~ U[-pi, pi], phi ~ U[0, pi/4]; static over OFDM symbols.
+    The authors' notebook (seed001.md Sec. 6, rows 6-7) draws both angles from U[0, 2 pi) and
+    drops the 1/sqrt(L): ``angles: code`` and ``path_norm: false`` reproduce its channels.
 Seed 002 (uplink, K UEs with Nu-antenna ULAs, BS with an Nr-antenna ULA), eqs. (3), (6)-(8):
     y[q,n]   = sum_k H[k,q,n] s[k,q,n] + n,
     H[k,q,n] = 1/sqrt(L) sum_l alpha a_r(theta_r) a_t^H(theta_t) exp(-j 2 pi n tau / (Nc Ts))
@@ -56,7 +58,9 @@ class SparseMimoOFDM(Block):
     scales each example's per-user channel to mean |h|^2 = 1 over its entries (unit gain per
     link, as the 38.901 blocks); ``normalize: false`` keeps the equations' own scaling
     (seed 001: unit-modulus steering entries, E|h|^2 = 1; seed 002: 1/sqrt(N) steering
-    vectors, E|h|^2 = 1/(Nr Nu)). Random draws use the global torch RNG. Differentiable in x.
+    vectors, E|h|^2 = 1/(Nr Nu)). Seed 001 options: ``angles`` (the paper's ranges or the
+    authors' notebook's) and ``path_norm`` (the 1/sqrt(L) of eq. 5, which the notebook
+    drops). Random draws use the global torch RNG. Differentiable in x.
 
     Shapes: x complex (B, Nt, S, F) -> y complex (B, Nr, S, F), h complex (B, Nr, Nt, S, F).
     """
@@ -86,6 +90,10 @@ class SparseMimoOFDM(Block):
                         runtime=True),
         "add_noise": Param(bool, True, "add CN(0, N0) noise"),
         "normalize": Param(bool, True, "unit average gain per example and user"),
+        "angles": Param(str, "paper", "seed001: paper (theta ~ U[-pi, pi], phi ~ U[0, pi/4]) or code "
+                                      "(the authors' notebook: both U[0, 2 pi))", choices=("paper", "code")),
+        "path_norm": Param(bool, True, "seed001: the 1/sqrt(L) of eq. 5 (false: the notebook's "
+                                       "channel, E|h|^2 = L)"),
     }
     channel_input = "x"
 
@@ -128,8 +136,12 @@ class SparseMimoOFDM(Block):
         p = self.p
         k, L, ny, nz, s = int(p.n_users), int(p.n_paths), int(p.bs_ny), int(p.bs_nz), int(p.n_symbols)
         alpha = _cn((b, k, L), device)
-        theta = _uniform((b, k, L), -math.pi, math.pi, device)
-        phi = _uniform((b, k, L), 0.0, math.pi / 4, device)
+        if p.angles == "paper":
+            theta = _uniform((b, k, L), -math.pi, math.pi, device)
+            phi = _uniform((b, k, L), 0.0, math.pi / 4, device)
+        else:                                          # notebook cell 2: fait, theatt ~ U[0, 2 pi)
+            theta = _uniform((b, k, L), 0.0, 2 * math.pi, device)
+            phi = _uniform((b, k, L), 0.0, 2 * math.pi, device)
         iy = torch.arange(ny, device=device, dtype=torch.float32)
         iz = torch.arange(nz, device=device, dtype=torch.float32)
         # eq. (6) with d = lambda/2: phase pi (n_y sin(theta) cos(phi) + n_z sin(phi))
@@ -137,7 +149,9 @@ class SparseMimoOFDM(Block):
               + iz[None, :] * torch.sin(phi)[..., None, None])                  # [b,k,L,ny,nz]
         a = torch.polar(torch.ones((), device=device), math.pi * ph).reshape(b, k, L, ny * nz)
         e = self._delay_phase((b, k, L), device)                                # [b,k,L,F]
-        h = torch.einsum("bkl,bkln,bklf->bknf", alpha, a, e) / math.sqrt(L)    # eq. (5)
+        h = torch.einsum("bkl,bkln,bklf->bknf", alpha, a, e)                  # eq. (5)
+        if p.path_norm:
+            h = h / math.sqrt(L)
         h = h.conj()                                   # row h^H[k, n] of eq. (3)
         if p.normalize:
             h = h / h.abs().square().mean(dim=(2, 3), keepdim=True).clamp_min(1e-30).sqrt()

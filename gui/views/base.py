@@ -14,6 +14,7 @@ import pyqtgraph as pg
 import torch
 from PySide6.QtCore import QTimer, Signal
 from PySide6.QtWidgets import QComboBox, QHBoxLayout, QLabel, QVBoxLayout, QWidget
+from shiboken6 import isValid
 
 pg.setConfigOptions(imageAxisOrder="row-major", background="w", foreground="k", antialias=False)
 
@@ -27,7 +28,8 @@ _VIEWS: "weakref.WeakSet[LiveView]" = weakref.WeakSet()
 
 
 def visible_views() -> int:
-    return max(1, sum(1 for v in list(_VIEWS) if v.isVisible()))
+    # a view whose widget Qt already deleted may linger in the WeakSet until Python collects it
+    return max(1, sum(1 for v in list(_VIEWS) if isValid(v) and v.isVisible()))
 
 
 class _Timed:
@@ -55,9 +57,10 @@ class GraphicsLayoutWidget(_Timed, pg.GraphicsLayoutWidget):
 class TapSelector(QComboBox):
     """Picks one tap among those the model's graph can publish that ``accept(name, kind)``."""
 
-    def __init__(self, model, accept, default=None, parent=None):
+    def __init__(self, model, accept, default=None, parent=None, allow_none: bool = False):
         super().__init__(parent)
         self.model, self.accept, self.default = model, accept, default
+        self.allow_none = allow_none      # an empty first entry: the view shows nothing until picked
         self.user_chosen = False          # a pick the user made survives edits of the graph
         self.setMinimumContentsLength(12)
         self.setSizeAdjustPolicy(QComboBox.AdjustToContents)
@@ -71,12 +74,12 @@ class TapSelector(QComboBox):
         names = [n for n, k in self.model.tap_names().items() if self.accept(n, k)]
         self.blockSignals(True)
         self.clear()
-        self.addItems(names)
+        self.addItems(([""] if self.allow_none else []) + names)
         if current in names and self.user_chosen:
             self.setCurrentText(current)
         elif names:
             pick = self.default(self.model, names) if self.default else None
-            self.setCurrentText(pick if pick in names else names[0])
+            self.setCurrentText(pick if pick in names else ("" if self.allow_none else names[0]))
         self.blockSignals(False)
         if self.currentText() != current:
             self.currentTextChanged.emit(self.currentText())
@@ -99,7 +102,7 @@ class LiveView(QWidget):
         self.layout_ = QVBoxLayout(self)
         self.layout_.setContentsMargins(2, 2, 2, 2)
         self.layout_.addLayout(self.bar)
-        model.changed.connect(lambda what: what in ("file", "structure") and self.refresh_selectors(what == "file"))
+        model.changed.connect(lambda what: what in ("file", "saved", "structure") and self.refresh_selectors(what == "file"))
 
     def finish_bar(self):
         """Right end of the tool bar: where the shown data comes from. A QLabel, not a plot

@@ -63,7 +63,16 @@ class MapView(LiveView):
 
 
 def _first_internal_tap(model, names):
-    return next((n for n in names if model.tap_names().get(n) == "tap"), None)
+    """A mask first (of a block the last train stage trains: the system, not a proxy),
+    then attention weights, then any internal tap."""
+    taps = [n for n in names if model.tap_names().get(n) == "tap"]
+    trained = set((model.spec.train[-1].get("trainable") or []) if model.spec.train else [])
+    for want in ("mask", "attn", "attention"):
+        hits = [n for n in taps if want in n.split(".", 1)[1]]
+        best = [n for n in hits if n.split(".", 1)[0] in trained]
+        if best or hits:
+            return (best or hits)[0]
+    return taps[0] if taps else None
 
 
 class MaskView(MapView):

@@ -51,7 +51,7 @@ def add_metric_picker(view: LiveView, model) -> _MetricPicker:
     view.bar.addWidget(box)
     view.finish_bar()
     box.currentTextChanged.connect(lambda _t: view.redraw())
-    model.changed.connect(lambda what: what in ("file", "structure") and box.refresh())
+    model.changed.connect(lambda what: what in ("file", "saved", "structure") and box.refresh())
     return box
 
 
@@ -108,18 +108,23 @@ class CurvesView(LiveView):
             f"{k} {v:.4g}" for k, v in last.items() if isinstance(v, float)))
 
 
+COLORS = ["#1f6fd1", "#d62728", "#2e9e44", "#f08a24", "#8e5cc9", "#17a2b8", "#8c564b", "#e377c2"]
+
+
 class SweepView(LiveView):
-    """eval.point rows: a metric (mean ± 95% CI) against the first swept variable."""
+    """eval.point rows: a metric (mean ± 95% CI) against the first numeric swept variable,
+    one series per value of the other swept variables (e.g. per scenario); curves of
+    earlier runs (``metrics.json``, see gui/runs.py) can be overlaid, dashed."""
     title = "PSNR vs SNR"
 
     def __init__(self, model, parent=None):
         super().__init__(model, parent)
         self.metric_box = add_metric_picker(self, model)
         self.plot = PlotWidget()
-        self.curve = self.plot.plot(pen=pg.mkPen("#1f6fd1", width=2), symbol="o", symbolSize=7)
-        self.err = pg.ErrorBarItem(pen=pg.mkPen("#1f6fd1"), beam=0.4)
-        self.plot.addItem(self.err)
+        self.legend = self.plot.addLegend(offset=(-10, 10))
         self.layout_.addWidget(self.plot, 1)
+        self.items: list = []
+        self.overlays: list[str] = []          # run directories drawn next to the live sweep
         self.reset()
 
     def wanted(self):
@@ -127,23 +132,57 @@ class SweepView(LiveView):
 
     def reset(self):
         self.rows = []
-        self.curve.setData([], [])
-        self.err.setData(x=np.zeros(0), y=np.zeros(0), height=np.zeros(0))
+        self._clear_items()
 
-    def sweep_var(self):
-        sweep = (self.model.spec.evaluate or {}).get("sweep") or {}
-        return next(iter(sweep), None)
+    def _clear_items(self):
+        for it in self.items:
+            self.plot.removeItem(it)
+        self.items = []
+        self.legend.clear()
+
+    def sweep_vars(self) -> list[str]:
+        return list((self.model.spec.evaluate or {}).get("sweep") or {})
 
     def store(self, name, value, info):
         self.rows.append(value)
 
+    def show_rows(self, rows: list[dict]):
+        """Draw a finished evaluation (an opened run's metrics.json) as if it had streamed."""
+        self.rows = list(rows)
+        self.draw_now()
+
+    def set_overlays(self, run_dirs: list[str]):
+        self.overlays = list(run_dirs)
+        self.draw_now()
+
+    def series(self) -> dict:
+        from ..runs import sweep_series
+        return sweep_series(self.rows, self.sweep_vars(), self.metric_box.currentText())
+
+    def _add(self, label, pts, color, dashed=False):
+        xs, ys, lo, hi = (np.array([p[i] for p in pts]) for i in range(4))
+        pen = pg.mkPen(color, width=2, style=pg.QtCore.Qt.DashLine if dashed else pg.QtCore.Qt.SolidLine)
+        curve = self.plot.plot(xs, ys, pen=pen, symbol="t" if dashed else "o", symbolSize=7,
+                               symbolBrush=color, name=label or "sweep")
+        err = pg.ErrorBarItem(x=xs, y=ys, top=hi - ys, bottom=ys - lo, pen=pg.mkPen(color), beam=0.4)
+        self.plot.addItem(err)
+        self.items += [curve, err]
+
     def redraw(self):
-        m, x = self.metric_box.currentText(), self.sweep_var()
-        pts = sorted((float(r[x]), r[m], r.get(f"{m}_ci95", 0.0)) for r in self.rows
-                     if x in r and m in r and isinstance(r[x], (int, float)))
-        set_label(self.plot, "bottom", x or "sweep point")
+        from ..runs import run_series
+        m = self.metric_box.currentText()
+        self._clear_items()
+        series = self.series()
+        for i, (label, pts) in enumerate(series.items()):
+            self._add(label, pts, COLORS[i % len(COLORS)])
+        k = len(series)
+        for run in self.overlays:
+            for label, pts in run_series(run, m).items():
+                self._add(label, pts, COLORS[k % len(COLORS)], dashed=True)
+                k += 1
+        xvar = next(iter(self.sweep_vars()), None)
+        set_label(self.plot, "bottom", xvar or "sweep point")
         set_label(self.plot, "left", m)
-        xs, ys, es = [p[0] for p in pts], [p[1] for p in pts], [p[2] for p in pts]
-        self.curve.setData(xs, ys)
-        self.err.setData(x=np.array(xs), y=np.array(ys), height=2 * np.array(es))
-        self.set_info(f"{len(pts)} sweep point(s); bars: 95% CI")
+        n = sum(len(p) for p in series.values())
+        self.set_info(f"{n} sweep point(s) in {len(series)} series" + (f", {len(self.overlays)} run(s) overlaid"
+                                                                        if self.overlays else "") + "; bars: 95% CI")
