@@ -20,6 +20,7 @@ import torch
 from flowgraph.block import Param, Port, Sink
 from flowgraph.metrics import frechet_distance_of_features, ms_ssim_per_image
 from flowgraph.registry import register
+from flowgraph.stats import resample_weights
 
 #: MSE floor as a fraction of max_val^2: PSNR is capped at 10*log10(1/1e-10) = 100 dB.
 MSE_FLOOR = 1e-10
@@ -77,6 +78,11 @@ class PSNR(Sink):
         """PSNR of the mean MSE over every example of one evaluation point."""
         m = self.p.max_val
         return float(10.0 * torch.log10(torch.tensor(m * m, dtype=torch.float64) / stats.double().mean()))
+
+    def reduce_stats_resampled(self, stats: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        m = self.p.max_val
+        mean_mse = resample_weights(index, stats.shape[0]) @ stats[:, 0].double() / index.shape[1]
+        return 10.0 * torch.log10((m * m) / mean_mse)
 
 
 @register("sink.mse")
@@ -234,6 +240,10 @@ class MIoU(Sink):
     def reduce_stats(self, stats: torch.Tensor) -> float:
         """Dataset mIoU: the mIoU of the summed confusion matrix."""
         return float(mean_iou(stats.sum(0), self.p.convention))
+
+    def reduce_stats_resampled(self, stats: torch.Tensor, index: torch.Tensor) -> torch.Tensor:
+        w = resample_weights(index, stats.shape[0])
+        return mean_iou(torch.einsum("rn,ncd->rcd", w, stats.double()), self.p.convention)
 
     def class_iou(self, stats: torch.Tensor) -> list[float]:
         """IoU per class of the summed confusion matrix (for per-class tables)."""

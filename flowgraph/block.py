@@ -28,6 +28,8 @@ from typing import Any, ClassVar, Iterator, Mapping
 import torch
 from torch import nn
 
+from .errors import brief
+
 KINDS = ("real", "complex", "int", "bool", "any")
 
 #: Known stages, in signal-flow order (the GUI palette groups by these).
@@ -111,11 +113,11 @@ class Param:
         if t is list and isinstance(value, tuple):
             ok = True
         if not ok:
-            return f"expects {t.__name__}, got {type(value).__name__} {value!r}"
+            return f"expects {t.__name__}, got {type(value).__name__} {brief(value)}"
         if t is float and not math.isfinite(float(value)):
             return f"expects a finite float, got {value!r}"
         if self.choices is not None and value not in self.choices:
-            return f"must be one of {list(self.choices)}, got {value!r}"
+            return f"must be one of {list(self.choices)}, got {brief(value)}"
         return None
 
     def coerce(self, value):
@@ -316,3 +318,10 @@ class Sink(Block):
     def reduce_stats(self, stats: torch.Tensor) -> float:
         """Reduce the ``stats`` of every example of one evaluation point to one number."""
         raise NotImplementedError(f"{type(self).__name__} declares a 'stats' port but no reduce_stats")
+
+    def reduce_stats_resampled(self, stats: torch.Tensor, index: torch.Tensor) -> torch.Tensor | None:
+        """Optional, for speed: ``reduce_stats(stats[index[r]])`` for every bootstrap resample r
+        at once, index (R, N) row indices -> (R,). None (the default): evaluation calls
+        ``reduce_stats`` once per resample. ``flowgraph.stats.resample_weights`` turns the
+        index into draw counts, so additive statistics reduce with one matrix product."""
+        return None

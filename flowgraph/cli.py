@@ -72,25 +72,33 @@ def _graph(path):
     return load_graph(path)
 
 
+def _limits(args):
+    from .limits import Limits
+    return Limits(force=getattr(args, "force", False), allow_outside_paths=getattr(args, "allow_outside_paths", False))
+
+
 def cmd_validate(args) -> int:
-    from .compile import compile_graph
+    """Without --preset, the graph as written and under each of its presets."""
+    from .compile import validate_graph
     bad = 0
     for path in args.graphs:
         try:
             spec = _graph(path)
-            cg = compile_graph(spec, preset=args.preset, overrides=_parse_set(args.set))
+            problems, cg = validate_graph(spec, preset=args.preset, overrides=_parse_set(args.set),
+                                          limits=_limits(args), with_graph=True)
         except SemflowError as exc:
             print(str(exc))
             bad += 1
             continue
         for note in cg.notes:
             print(note)
-        if cg.problems:
+        if problems:
             bad += 1
-            for p in cg.problems:
+            for p in problems:
                 print(p)
         else:
-            print(f"{path}: ok ({len(cg.blocks)} blocks, {len(cg.edges)} connections)")
+            presets = f", {len(spec.presets)} presets" if spec.presets and not args.preset else ""
+            print(f"{path}: ok ({len(cg.blocks)} blocks, {len(cg.edges)} connections{presets})")
     return 1 if bad else 0
 
 
@@ -111,7 +119,7 @@ def _runner(args, out=None):
         taps = TapHub()
     r = Runner(spec, preset=args.preset, overrides=_parse_set(args.set), out=out or args.out,
                device=args.device, seed=args.seed, quiet=args.quiet, command=sys.argv,
-               resume=getattr(args, "resume", False), taps=taps)
+               resume=getattr(args, "resume", False), taps=taps, limits=_limits(args))
     if taps is not None:
         from .tensorboard import TensorBoardLogger
         r.tensorboard = TensorBoardLogger(r, args.tensorboard or None)
@@ -170,7 +178,7 @@ def cmd_eval(args) -> int:
     r = _runner(args)
 
     def work():
-        r.load_weights(args.checkpoint)
+        r.load_weights(args.checkpoint, allow_other_graph=args.allow_other_graph)
         r.evaluate()
         r.log(f"run directory: {r.out}")
     return _finish(r, work)
@@ -289,6 +297,13 @@ def cmd_gui(args) -> int:
     return gui_main([args.graph] if args.graph else [])
 
 
+def _safety_flags(sp):
+    sp.add_argument("--force", action="store_true",
+                    help="lift the run limits (sweep points, evaluated examples, memory; docs/robustness.md)")
+    sp.add_argument("--allow-outside-paths", action="store_true",
+                    help="let graph blocks name files outside the graph's folder and project")
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="semflow", description="Block-flow-graph runs for semantic communication research.")
     sub = p.add_subparsers(dest="cmd", required=True, parser_class=_Parser)
@@ -297,6 +312,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("graphs", nargs="+")
     v.add_argument("--preset")
     v.add_argument("--set", action="append", metavar="VAR=VALUE")
+    _safety_flags(v)
     v.set_defaults(func=cmd_validate)
 
     def common(sp, resume=True):
@@ -311,6 +327,7 @@ def build_parser() -> argparse.ArgumentParser:
         sp.add_argument("--quiet", action="store_true", help="log to the run directory only")
         sp.add_argument("--threads", type=int, default=0,
                         help="torch intra-op threads (default: torch's choice; 1 helps on a busy machine)")
+        _safety_flags(sp)
         sp.add_argument("--tensorboard", nargs="?", const="", default=None, metavar="DIR",
                         help="log losses, metrics and image grids for TensorBoard (default DIR: RUN/tensorboard; "
                              "needs the tensorboard extra)")
@@ -328,6 +345,8 @@ def build_parser() -> argparse.ArgumentParser:
     e = sub.add_parser("eval", help="evaluation only, from a checkpoint")
     common(e, resume=False)
     e.add_argument("--checkpoint", required=True)
+    e.add_argument("--allow-other-graph", action="store_true",
+                   help="load a checkpoint written by another graph (same block names and shapes)")
     e.set_defaults(func=cmd_eval)
 
     s = sub.add_parser("study", help="run a study (graphs x presets x settings x seeds), then compare")

@@ -2,7 +2,11 @@
 
 ``compile_graph(spec, preset=..., overrides=...)`` returns a :class:`CompiledGraph`
 whose ``problems`` list holds *every* finding as a one-line ``file:line: message``.
-The scheduler only builds graphs without problems; ``semflow validate`` prints them.
+The scheduler only builds graphs without problems; ``semflow validate`` prints them
+(:func:`validate_graph`: the graph and each of its presets). The file's structure was
+checked while loading (:mod:`flowgraph.schema`); here are the wiring checks, and the
+value checks of :mod:`flowgraph.checks` (sweeps, stage variables, optimizer and
+schedule settings, the loss on resolved shapes) are run in order.
 
 Variables live in :class:`Scope` objects (one per graph file; a graph used as a block
 gets a child scope whose variables are overridden by that block's params). Params
@@ -12,6 +16,7 @@ when a variable changes between frames (per-batch redraws, sweeps, GUI sliders).
 from __future__ import annotations
 
 import itertools
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -19,12 +24,16 @@ from typing import Any
 import networkx as nx
 
 from . import expr as E
-from . import registry
+from . import registry, schema
 from .block import ParamValues, Source
-from .errors import ExpressionError, GraphError, RegistryError, did_you_mean
-from .graph import GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint
+from .checks import check_runtime_values, check_stage_settings, draws_reason, dynamic_closure, loss_reason, uses
+from .errors import ExpressionError, GraphError, RegistryError, brief, did_you_mean
+from .graph import (GRAPH_TYPE_PREFIX, Connection, GraphSpec, Problem, load_graph, parse_endpoint,
+                    project_roots, resolve_subgraph)
+from .limits import DEFAULT as DEFAULT_LIMITS, MAX_BLOCKS, MAX_GRAPH_DEPTH, Limits
 from .losses import compile_loss, output_shapes
 from .shapes import ELLIPSIS, DimUnifier, fmt
+from .yamlio import brief_path
 
 STAGE_KEYS = ("stage", "enabled", "trainable", "copy_weights", "init", "loss", "optimizer", "schedule", "steps",
               "batch", "accumulate", "ema", "grad_clip", "validate", "discriminator", "log_every",
@@ -32,18 +41,20 @@ STAGE_KEYS = ("stage", "enabled", "trainable", "copy_weights", "init", "loss", "
 DISCRIMINATOR_KEYS = ("trainable", "loss", "optimizer", "schedule", "steps", "grad_clip")
 VALIDATE_KEYS = ("every", "metric", "split", "keep", "mode", "at", "images", "batch", "restore_best")
 INIT_KEYS = ("checkpoint", "blocks")
-OPTIMIZERS = ("adam", "adamw", "sgd", "rmsprop")
-SCHEDULES = ("constant", "cosine", "step", "multistep", "exponential")
+OPTIMIZERS = schema.OPTIMIZERS
+SCHEDULES = schema.SCHEDULES
 
 
 class Scope:
     """The variables of one graph file; a child scope's overrides are parent expressions."""
 
     def __init__(self, spec: GraphSpec, parent: "Scope | None" = None, parent_overrides=None,
-                 problems: list | None = None):
+                 problems: list | None = None, override_at=None):
         self.spec, self.parent = spec, parent
         self.parent_overrides = dict(parent_overrides or {})   # {var: raw value in parent scope}
+        self.override_at = override_at      # the BlockSpec and file of the including graph block
         self.values: dict[str, Any] = {}
+        self.failed: set = set()            # variables whose value could not be computed (reported)
         self.order: list[str] = []
         self._plan(problems if problems is not None else [])
 
@@ -69,12 +80,33 @@ class Scope:
             self.order = list(raw)
 
     def compute(self, overrides: dict | None = None, problems: list | None = None) -> dict:
-        """Evaluate all variables. ``overrides`` (root scope) replace raw values."""
+        """Evaluate all variables into ``values``. ``overrides`` (root scope) replace raw values."""
+        self.failed = set()
+        self.values = self.evaluate(overrides, problems, failed=self.failed)
+        return self.values
+
+    def evaluate(self, overrides: dict | None = None, problems: list | None = None,
+                 parent_values: dict | None = None, failed: set | None = None) -> dict:
+        """The variables' values under ``overrides``, without changing ``values`` (validation
+        tries sweep points and stage settings this way). A child scope reads its parent's
+        ``parent_values`` (default: the parent's current values)."""
         raw = dict(self.spec.variables)
         vals: dict[str, Any] = {}
         if self.parent is not None:
+            pv = self.parent.values if parent_values is None else parent_values
             for k, v in self.parent_overrides.items():
-                raw[k] = _eval_value(v, self.parent.values)
+                try:
+                    raw[k] = _eval_value(v, pv)
+                except ExpressionError as exc:
+                    if problems is None:
+                        raise
+                    block, file = self.override_at or (None, self.spec.path)
+                    line = block.param_lines.get(k, block.line) if block is not None else 0
+                    where = f"block '{block.name}': " if block is not None else ""
+                    problems.append(Problem(file, line, f"{where}param '{k}': {exc}", block and block.name))
+                    raw[k] = None
+                    if failed is not None:
+                        failed.add(k)
         for k, v in (overrides or {}).items():
             raw[k] = v
         for name in self.order + [k for k in raw if k not in self.order]:
@@ -82,14 +114,19 @@ class Scope:
             try:
                 vals[name] = _eval_value(val, vals)
             except ExpressionError as exc:
+                line = _line_of(self.spec.variables, name)
                 if problems is None:
-                    raise ExpressionError(f"{self.spec.path}:{self.spec.variables.line_of(name, 0)}: "
-                                          f"variable '{name}': {exc}") from None
-                problems.append(self.spec.problem(self.spec.variables.line_of(name, 0) if name in self.spec.variables
-                                                  else 0, f"variable '{name}': {exc}"))
+                    raise ExpressionError(f"{self.spec.path}:{line}: variable '{name}': {exc}") from None
+                problems.append(self.spec.problem(line, f"variable '{name}': {exc}"))
                 vals[name] = None
-        self.values = vals
+                if failed is not None:
+                    failed.add(name)
         return vals
+
+
+def _line_of(mapping, key) -> int:
+    """A key's line where the mapping came from a file (0 for mappings built in code)."""
+    return mapping.line_of(key, 0) if hasattr(mapping, "line_of") and key in mapping else 0
 
 
 def _eval_value(val, variables: dict):
@@ -128,11 +165,30 @@ class CompiledGraph:
     overrides: dict = field(default_factory=dict)
     preset: str | None = None
     dynamic_vars: set = field(default_factory=set)
+    port_aliases: dict = field(default_factory=dict)  # "codec.image" -> ("codec/dec", "image")
+    graph_outputs: dict = field(default_factory=dict)  # graph block -> its exposed outputs
+    subgraphs: dict = field(default_factory=dict)      # resolved path -> GraphSpec of every graph block
     stages_enabled: list = field(default_factory=list)   # per train stage: its `enabled:` value
 
     @property
     def ok(self) -> bool:
         return not self.problems
+
+    def resolve_port(self, block: str, port: str) -> tuple:
+        """A port as losses and metrics may name it (``codec.image`` of a graph block)
+        -> the inner block's port that produces it (``codec/dec``, ``image``)."""
+        return self.port_aliases.get(f"{block}.{port}", (block, port))
+
+    def port_shapes(self):
+        """``port_shape`` for :func:`flowgraph.losses.compile_loss`: the declared shape of
+        any output a loss may name, graph-block outputs through their inner blocks."""
+        declared = output_shapes({n: rb.cls for n, rb in self.blocks.items()})
+        return lambda block, port: declared(*self.resolve_port(block, port))
+
+    def resolve_loss(self, loss):
+        """A compiled loss whose port references name inner blocks (in place; returned)."""
+        loss.ports = [self.resolve_port(b, p) for b, p in loss.ports]
+        return loss
 
     def resolved_dims(self, block: str, port: str, output: bool) -> tuple | None:
         """A port's shape with symbols replaced by sizes where the graph fixes them."""
@@ -163,8 +219,16 @@ class _Node:
 
 
 class _Compiler:
-    def __init__(self, root_spec: GraphSpec, overrides: dict, dynamic: set):
+    def __init__(self, root_spec: GraphSpec, overrides: dict, dynamic: set, lim: Limits = DEFAULT_LIMITS):
         self.root_spec = root_spec
+        self.limits = lim
+        self.roots = project_roots(root_spec.path)
+        self.loaded: dict[str, GraphSpec] = {}   # resolved path -> sub-graph read once
+        self.paths: dict[tuple, tuple] = {}      # (including file, graph:path) -> (path, resolved)
+        self.port_aliases: dict[str, tuple] = {} # "graph_block.port" -> (inner block, port)
+        self.graph_outputs: dict[str, list] = {} # graph block -> its exposed outputs
+        self.n_blocks = 0                       # blocks added so far, all levels
+        self.over_budget = False
         self.overrides = overrides
         self.dynamic = set(dynamic)            # root variables redrawn or swept
         self.problems: list[Problem] = []
@@ -174,17 +238,26 @@ class _Compiler:
         self.scopes: list[Scope] = []
         self.dims = DimUnifier()
         self.flags: dict = {}                  # evaluated enabled/bypass expressions
+        self.attempted: set = set()            # inputs whose connection failed a check (no cascade)
 
     # ---- graphs and scopes -------------------------------------------------------------
     def add_graph(self, spec: GraphSpec, prefix: str, parent: Scope | None, parent_overrides: dict,
-                  stack: tuple) -> tuple[dict, dict]:
-        """Add a graph's blocks (flattened under ``prefix``); return its exposed ports."""
+                  stack: tuple, at: tuple | None = None) -> tuple[dict, dict]:
+        """Add a graph's blocks (flattened under ``prefix``); return its exposed ports.
+        ``at``: (BlockSpec, file) of the graph block that includes this graph."""
         self.problems.extend(spec.problems)
-        scope = Scope(spec, parent, parent_overrides, self.problems)
+        scope = Scope(spec, parent, parent_overrides, self.problems, at)
         scope.compute(self.overrides if parent is None else None, self.problems)
         self.scopes.append(scope)
         local: dict[str, _Node] = {}
         for name, b in spec.blocks.items():
+            self.n_blocks += 1
+            if self.n_blocks > MAX_BLOCKS:
+                if not self.over_budget:
+                    self.over_budget = True
+                    self.problems.append(spec.problem(b.line, f"the graph expands to more than {MAX_BLOCKS} "
+                                                              f"blocks (graph blocks included in graph blocks)"))
+                break
             full = prefix + name
             node = _Node(full, b, enabled=self.flag(b, "enabled", spec, scope),
                          bypass=self.flag(b, "bypass", spec, scope), scope=scope, file=spec.path)
@@ -238,19 +311,31 @@ class _Compiler:
     def add_graph_block(self, node: _Node, spec: GraphSpec, scope: Scope, stack: tuple):
         b = node.spec
         rel = b.type[len(GRAPH_TYPE_PREFIX):]
-        candidates = [Path(spec.path).parent / rel, Path(rel)]
-        path = next((p for p in candidates if p.is_file()), None)
-        if path is None:
-            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph file '{rel}' not found", b.name))
+        if self.over_budget:
             return
-        key = str(path.resolve())
+        if len(stack) > MAX_GRAPH_DEPTH:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph blocks nested deeper than "
+                                                      f"{MAX_GRAPH_DEPTH} levels", b.name))
+            return
+        try:
+            where = (spec.path, rel)
+            if where not in self.paths:
+                path = resolve_subgraph(rel, spec.path, None if self.limits.allow_outside_paths else self.roots)
+                self.paths[where] = (path, str(path.resolve()))
+            path, key = self.paths[where]
+        except GraphError as exc:
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': {exc}", b.name))
+            return
         if key in stack:
-            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph '{rel}' includes itself", b.name))
+            self.problems.append(spec.problem(b.line, f"block '{b.name}': graph '{brief_path(rel)}' includes itself",
+                                              b.name))
             return
         if node.bypass:
             self.problems.append(spec.problem(b.line, f"block '{b.name}': a graph block cannot be bypassed", b.name))
         try:
-            sub = load_graph(path)
+            if key not in self.loaded:     # a graph included many times is read once
+                self.loaded[key] = load_graph(path)
+            sub = self.loaded[key]
         except GraphError as exc:
             self.problems.append(spec.problem(b.line, f"block '{b.name}': {exc}", b.name))
             return
@@ -262,12 +347,15 @@ class _Compiler:
         if not node.enabled:
             return
         params = {k: v for k, v in b.params.items() if k in sub.variables}
-        node.exposed_in, node.exposed_out = self.add_graph(sub, node.name + "/", scope, params, stack + (key,))
+        node.exposed_in, node.exposed_out = self.add_graph(sub, node.name + "/", scope, params, stack + (key,),
+                                                           (b, spec.path))
         node.ok = True
         self.nodes[node.name] = node   # placeholder; connections are mapped through it
 
     def add_block(self, node: _Node, spec: GraphSpec, scope: Scope):
         b = node.spec
+        if b.name in spec.broken_blocks:
+            return        # its entry has a structural problem, reported by the schema
         try:
             cls = registry.get(b.type)
         except RegistryError as exc:
@@ -290,6 +378,9 @@ class _Compiler:
                                                         f"(params: {known})", b.name))
                 ok = False
                 continue
+            if scope.failed and _uses(raw, scope.failed):
+                ok = False          # follows a variable whose own problem is reported
+                continue
             try:
                 val = _eval_value(raw, scope.values)
             except ExpressionError as exc:
@@ -300,6 +391,12 @@ class _Compiler:
                 if not pspec.runtime:
                     self.problems.append(spec.problem(line, f"block '{b.name}': param '{k}' is fixed at build time "
                                                             f"and cannot take a distribution ({val!r})", b.name))
+                    ok = False
+                    continue
+                reason = draws_reason(val, pspec)
+                if reason:
+                    self.problems.append(spec.problem(line, f"block '{b.name}' ({b.type}): param '{k}' {reason}",
+                                                      b.name))
                     ok = False
                     continue
             if E.is_expression(raw) and pspec.runtime:
@@ -339,41 +436,72 @@ class _Compiler:
         self.conns.append((prefix + c.src, c.src_port, prefix + c.dst, c.dst_port, spec, c.line))
 
     # ---- after all files are read ------------------------------------------------------
+    def _graph_node(self, name):
+        n = self.nodes.get(name)
+        return n if n is not None and (n.exposed_in or n.exposed_out or (n.spec.is_graph and n.ok)) else None
+
+    def inner_output(self, name: str, port: str):
+        """The plain block output a (possibly nested) graph block's output stands for:
+        ``(name, port)`` unchanged for plain blocks, None if the graph does not expose it."""
+        for _ in range(MAX_GRAPH_DEPTH + 2):
+            g = self._graph_node(name)
+            if g is None:
+                return name, port
+            if port not in g.exposed_out:
+                return None
+            name, port = g.exposed_out[port]
+        return None
+
+    def inner_inputs(self, name: str, port: str) -> list | None:
+        """The plain block inputs a (possibly nested) graph block's input feeds."""
+        g = self._graph_node(name)
+        if g is None:
+            return [(name, port)]
+        if port not in g.exposed_in:
+            return None
+        out = []
+        for t, tp in g.exposed_in[port]:
+            out += self.inner_inputs(t, tp) or []
+        return out
+
     def map_endpoints(self):
-        """Route connections through graph blocks' exposed ports to the inner blocks."""
+        """Route connections through graph blocks' exposed ports to the inner blocks
+        (through every level of nesting); keep the outputs as aliases for losses."""
         out = []
         for src, sp, dst, dp, spec, line in self.conns:
             s, d = self.nodes.get(src), self.nodes.get(dst)
             if s is None or d is None:
-                continue          # a block that failed to load; already reported
-            if s.exposed_out or (s.spec.is_graph and s.ok):
-                if sp not in s.exposed_out:
+                self.attempted.add((dst, dp))   # a block that failed to load; already reported
+                continue
+            inner, targets = self.inner_output(src, sp), self.inner_inputs(dst, dp)
+            for found, block, port, side, exposed in ((inner, src, sp, "output", "exposed_out"),
+                                                       (targets, dst, dp, "input", "exposed_in")):
+                if found is None:
+                    ports = getattr(self._graph_node(block), exposed)
                     self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
-                                                            f"'{src}' exposes no output '{sp}' "
-                                                            f"(outputs: {', '.join(s.exposed_out) or 'none'})"))
-                    continue
-                src, sp = s.exposed_out[sp]
-            targets = [(dst, dp)]
-            if d.exposed_in or (d.spec.is_graph and d.ok):
-                if dp not in d.exposed_in:
-                    self.problems.append(spec.problem(line, f"connection '{src}.{sp} -> {dst}.{dp}': graph block "
-                                                            f"'{dst}' exposes no input '{dp}' "
-                                                            f"(inputs: {', '.join(d.exposed_in) or 'none'})"))
-                    continue
-                targets = d.exposed_in[dp]
+                                                            f"'{block}' exposes no {side} '{port}' "
+                                                            f"({side}s: {', '.join(ports) or 'none'})"))
+            if inner is None or targets is None:
+                continue
             for t, tp in targets:
-                out.append((src, sp, t, tp, spec, line))
+                out.append((*inner, t, tp, spec, line))
         for name in [n for n, nd in self.nodes.items() if nd.spec.is_graph]:
+            for port in self.nodes[name].exposed_out:
+                target = self.inner_output(name, port)
+                if target is not None:
+                    self.port_aliases[f"{name}.{port}"] = target
+            self.graph_outputs[name] = sorted(self.nodes[name].exposed_out)
+        for name in list(self.graph_outputs):
             del self.nodes[name]
         self.conns = out
 
     def check_ports(self):
         """Unknown ports, kind mismatches, inputs fed twice."""
         good, fed = [], {}
-        self.attempted = set()     # inputs with a connection that failed a check (no cascade)
         for src, sp, dst, dp, spec, line in self.conns:
             s, d = self.nodes.get(src), self.nodes.get(dst)
             if s is None or d is None or s.cls is None or d.cls is None:
+                self.attempted.add((dst, dp))   # fed by a block already reported: no cascade
                 continue
             bad = False
             if sp not in s.cls.outputs:
@@ -435,10 +563,10 @@ class _Compiler:
             del self.nodes[name]
 
     def check_required(self):
-        fed = {(d, dp) for _, _, d, dp, *_ in self.conns} | getattr(self, "attempted", set())
+        fed = {(d, dp) for _, _, d, dp, *_ in self.conns} | self.attempted
         for name, node in self.nodes.items():
-            if node.cls is None:
-                continue
+            if node.cls is None or (node.scope is not None and node.scope.spec.connections_broken):
+                continue      # its file's connections could not all be read: that is reported instead
             for port, pspec in node.cls.inputs.items():
                 if not pspec.optional and (name, port) not in fed:
                     self.problems.append(Problem(node.file, node.spec.line,
@@ -504,8 +632,12 @@ class _Compiler:
 
 
 def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
-                  dynamic: set | None = None) -> CompiledGraph:
-    """Evaluate, flatten and validate ``spec``. Raises GraphError only for an unknown preset."""
+                  dynamic: set | None = None, limits: Limits | None = None) -> CompiledGraph:
+    """Evaluate, flatten and validate ``spec``. Raises GraphError only for an unknown preset.
+
+    ``limits`` (default :data:`flowgraph.limits.DEFAULT`) holds the run limits and
+    whether sub-graphs may come from outside the project (``allow_outside_paths``)."""
+    limits = limits or DEFAULT_LIMITS
     ov: dict = {}
     if preset is not None:
         if preset not in spec.presets:
@@ -515,7 +647,8 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     ov.update(overrides or {})
 
     dyn = set(dynamic or ()) | stage_dynamic_vars(spec) | sweep_vars(spec)
-    comp = _Compiler(spec, ov, dyn)
+    comp = _Compiler(spec, ov, dyn, limits)
+    comp.add_graph(spec, "", None, {}, (str(Path(spec.path).resolve()),))
     for k in (overrides or {}):
         if k not in spec.variables:
             comp.problems.append(Problem(spec.path, 0, f"--set {k}: unknown variable '{k}'"
@@ -527,7 +660,6 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
                 comp.problems.append(spec.problem(spec.line_of("presets", pname, k),
                                                   f"preset '{pname}': unknown variable '{k}' "
                                                   f"(presets override variables: {', '.join(spec.variables) or 'none'})"))
-    comp.add_graph(spec, "", None, {}, (str(Path(spec.path).resolve()),))
     comp.map_endpoints()
     comp.check_ports()
     comp.rewire_bypass()
@@ -536,7 +668,8 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     comp.unify_shapes()
 
     cg = CompiledGraph(spec=spec, root=comp.scopes[0] if comp.scopes else None, scopes=comp.scopes,
-                       dims=comp.dims, overrides=ov, preset=preset, dynamic_vars=dyn)
+                       dims=comp.dims, overrides=ov, preset=preset, dynamic_vars=dyn,
+                       port_aliases=comp.port_aliases, graph_outputs=comp.graph_outputs, subgraphs=comp.loaded)
     for name in order:
         n = comp.nodes[name]
         if n.cls is None or not n.ok:
@@ -549,18 +682,47 @@ def compile_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | 
     enabled = {n: comp.flags.get((spec.path, n, "enabled"), b.enabled) for n, b in spec.blocks.items()}
     bypassed = {n for n, b in spec.blocks.items() if comp.flags.get((spec.path, n, "bypass"), b.bypass) is True}
     comp.problems.extend(_check_train(spec, comp.nodes, cg, enabled, bypassed))
-    comp.problems.extend(_check_evaluate(spec, comp.nodes, cg.root.values if cg.root else {}))
+    comp.problems.extend(_check_evaluate(spec, comp.nodes, cg, limits))
+    comp.problems.extend(_check_sweep_values(comp, spec))
+    comp.problems.extend(_check_stage_values(comp, spec, cg))
+    if not comp.problems:    # shapes are only meaningful in a graph that is otherwise sound
+        comp.problems.extend(_check_losses(spec, cg))
     cg.problems = _dedupe(comp.problems)
     cg.notes = _dedupe(comp.notes)
     return cg
 
 
+def validate_graph(spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
+                   limits: Limits | None = None, with_graph: bool = False):
+    """Every problem of ``spec`` as ``semflow validate`` reports it.
+
+    With ``preset=None`` the graph is checked as written and then under each of its
+    presets (each a set of overrides): a problem that only a preset causes is reported
+    as ``file:line: preset 'quick': ...``. A given ``preset`` checks that one only.
+    ``with_graph``: return ``(problems, the CompiledGraph as written or with preset)``."""
+    cg = compile_graph(spec, preset=preset, overrides=overrides, limits=limits)
+    problems = list(cg.problems)
+    seen = {str(p) for p in problems}
+    for name in (spec.presets if preset is None else ()):
+        for p in compile_graph(spec, preset=name, overrides=overrides, limits=limits).problems:
+            if str(p) in seen:
+                continue
+            seen.add(str(p))
+            prefix = f"preset '{name}': "
+            problems.append(p if p.message.startswith(prefix) else
+                            Problem(p.file, p.line, prefix + p.message, p.block, p.structural))
+    return (problems, cg) if with_graph else problems
+
+
 def _dedupe(problems):
+    """Each message once; a line with a structural (schema) problem reports only that."""
+    structural = {(p.file, p.line) for p in problems if getattr(p, "structural", False)}
     seen, out = set(), []
     for p in problems:
-        if str(p) not in seen:
-            seen.add(str(p))
-            out.append(p)
+        if str(p) in seen or (not getattr(p, "structural", False) and (p.file, p.line) in structural):
+            continue
+        seen.add(str(p))
+        out.append(p)
     return out
 
 
@@ -587,19 +749,7 @@ def sweep_vars(spec: GraphSpec) -> set:
 def _check_dynamic(comp: _Compiler, dyn: set) -> list:
     """A param fixed at build time must not depend on a variable that changes per frame."""
     problems = []
-    # dynamic closure per scope
-    dyn_by_scope: dict[int, set] = {}
-    for scope in comp.scopes:
-        if scope.parent is None:
-            d = set(dyn)
-        else:
-            pd = dyn_by_scope.get(id(scope.parent), set())
-            d = {k for k, v in scope.parent_overrides.items() if _uses(v, pd)}
-        for name in scope.order:
-            val = scope.spec.variables.get(name)
-            if name not in d and _uses(val, d):
-                d.add(name)
-        dyn_by_scope[id(scope)] = d
+    dyn_by_scope = dynamic_closure(comp.scopes, dyn)
     for name, node in comp.nodes.items():
         if node.cls is None or node.scope is None:
             continue
@@ -616,14 +766,7 @@ def _check_dynamic(comp: _Compiler, dyn: set) -> list:
     return problems
 
 
-def _uses(raw, names: set):
-    if not names or not E.is_expression(raw):
-        return None
-    try:
-        hit = E.names_used(str(raw)) & names
-    except ExpressionError:
-        return None
-    return sorted(hit)[0] if hit else None
+_uses = uses
 
 
 def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict, bypassed: set) -> list:
@@ -636,7 +779,7 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict,
     dynamic = cg.dynamic_vars
     cg.stages_enabled = []
     for i, st in enumerate(spec.train):
-        label = st.get("stage", f"#{i + 1}")
+        label = _stage_label(st, i)
 
         def P(key, msg, _i=i, _label=label):
             keys = key if isinstance(key, tuple) else (key,)
@@ -644,7 +787,7 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict,
 
         for k in st:
             if k not in STAGE_KEYS and k not in spec.variables:
-                P(k, f"unknown key '{k}': not a stage setting ({', '.join(STAGE_KEYS)}) nor a variable")
+                P(k, f"unknown key {brief(k)}: not a stage setting ({', '.join(STAGE_KEYS)}) nor a variable")
         on = _stage_flag(st, values, dynamic, P)
         cg.stages_enabled.append(on)
         if not on:
@@ -673,15 +816,13 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict,
                     and spec.blocks[dst].type != spec.blocks[src].type:
                 P(("copy_weights", dst), f"copy_weights: '{dst}' ({spec.blocks[dst].type}) and '{src}' "
                                          f"({spec.blocks[src].type}) are different block types")
-        _train_loss(st.get("loss"), "loss", nodes, spec, enabled, P)
+        _train_loss(st.get("loss"), "loss", nodes, spec, enabled, P, cg)
+        # optimizer and schedule: every key the type reads, every value torch would refuse
+        for line, msg in check_stage_settings(st, values, lambda sec, key, _i=i: _stage_line(spec, _i, sec, key)):
+            problems.append(spec.problem(line, f"train stage '{label}': {msg}"))
         opt = st.get("optimizer") or {"type": "adam"}
-        if not isinstance(opt, dict) or opt.get("type", "adam") not in OPTIMIZERS:
-            P("optimizer", f"optimizer type must be one of {', '.join(OPTIMIZERS)}")
-        else:
+        if isinstance(opt, dict) and opt.get("type", "adam") in OPTIMIZERS:
             _train_lr_by_block(opt, trainable, values, P, ref)
-        sched = st.get("schedule") or {"type": "constant"}
-        if not isinstance(sched, dict) or sched.get("type", "constant") not in SCHEDULES:
-            P("schedule", f"schedule type must be one of {', '.join(SCHEDULES)}")
         _train_number(st, "steps", values, P, int, lo=0, default=0)
         _train_number(st, "accumulate", values, P, int, lo=1)
         if _train_number(st, "batch", values, P, int, lo=1) is not None and not any(
@@ -694,7 +835,7 @@ def _check_train(spec: GraphSpec, nodes: dict, cg: CompiledGraph, enabled: dict,
         if "validate" in st:
             _train_validate(st["validate"], spec, nodes, values, P)
         if "discriminator" in st:
-            _train_discriminator(st["discriminator"], trainable, spec, nodes, enabled, values, P, ref)
+            _train_discriminator(st["discriminator"], trainable, spec, nodes, enabled, values, P, ref, cg)
     return problems
 
 
@@ -749,17 +890,18 @@ def _train_selectors(raw, key, P, ref) -> list:
     return [t for t in raw if ref(t, key, f"{key} block")]
 
 
-def _train_loss(loss, key, nodes, spec, enabled, P):
+def _train_loss(loss, key, nodes, spec, enabled, P, cg: CompiledGraph):
     if not isinstance(loss, str) or not loss.strip():
         P(key, "needs a 'loss:' expression, e.g. mse(dec.image, src.image)")
         return
     try:
         classes = {n: node.cls for n, node in nodes.items() if node.cls is not None}
-        refs = compile_loss(loss, port_shape=output_shapes(classes)).ports
+        declared = output_shapes(classes)
+        refs = compile_loss(loss, port_shape=lambda b, p: declared(*cg.resolve_port(b, p))).ports
     except ExpressionError as exc:
         P(key, f"loss: {exc}")
         return
-    for b, port in refs:
+    for b, port in _resolve_refs(refs, cg, lambda m: P(key, m)):
         node = nodes.get(b)
         if b not in spec.blocks and b not in nodes:
             P(key, f"loss refers to unknown block '{b}'")
@@ -789,7 +931,7 @@ def _train_number(d: dict, key, values, P, kind, lo=None, hi=None, open_range=Fa
     if not ok:
         rng = (f" in ({lo}, {hi})" if open_range else f" in [{lo}, {hi}]") if hi is not None else \
               (f" > {lo}" if open_range else f" >= {lo}") if lo is not None else ""
-        P(where, f"'{name}' must be {'an integer' if kind is int else 'a number'}{rng}, got {val!r}")
+        P(where, f"'{name}' must be {'an integer' if kind is int else 'a number'}{rng}, got {brief(val)}")
         return None
     return val
 
@@ -905,7 +1047,7 @@ def _train_validate(v, spec, nodes, values, P):
                 P(("validate", "at", k), f"validate.at: unknown variable '{k}'")
 
 
-def _train_discriminator(d, generator, spec, nodes, enabled, values, P, ref):
+def _train_discriminator(d, generator, spec, nodes, enabled, values, P, ref, cg):
     if not isinstance(d, dict):
         P("discriminator", "discriminator must be a mapping {trainable: [...], loss: ..., optimizer: ..., steps: N}")
         return
@@ -921,31 +1063,45 @@ def _train_discriminator(d, generator, spec, nodes, enabled, values, P, ref):
     shared = {split(t)[0] for t in trainable} & {split(t)[0] for t in generator}
     if shared:
         sub("trainable", f"blocks {sorted(shared)} are trained by both the generator and the discriminator")
-    _train_loss(d.get("loss"), key("loss"), nodes, spec, enabled, lambda k, m: P(k, f"discriminator: {m}"))
+    _train_loss(d.get("loss"), key("loss"), nodes, spec, enabled, lambda k, m: P(k, f"discriminator: {m}"), cg)
+    where = lambda sec, k: ("discriminator", sec) + ((k,) if k is not None else ())  # noqa: E731
+    for keys, msg in check_stage_settings(d, values, where):       # (keys instead of a line: P finds it)
+        P(keys, f"discriminator.{msg}")
     opt = d.get("optimizer") or {"type": "adam"}
-    if not isinstance(opt, dict) or opt.get("type", "adam") not in OPTIMIZERS:
-        sub("optimizer", f"optimizer type must be one of {', '.join(OPTIMIZERS)}")
-    else:
+    if isinstance(opt, dict) and opt.get("type", "adam") in OPTIMIZERS:
         _train_lr_by_block(opt, trainable, values, lambda k, m: P(("discriminator",) + k, f"discriminator: {m}"), dref)
-    sched = d.get("schedule") or {"type": "constant"}
-    if not isinstance(sched, dict) or sched.get("type", "constant") not in SCHEDULES:
-        sub("schedule", f"schedule type must be one of {', '.join(SCHEDULES)}")
     _train_number(d, "steps", values, P, int, lo=1, path=("discriminator",))
     _train_number(d, "grad_clip", values, P, float, lo=0.0, path=("discriminator",))
 
 
-EVALUATE_KEYS = ("sweep", "metrics", "batch", "images", "cbr", "repeats", "until", "bootstrap", "image_grid",
-                 "units")
+def _stage_label(st: dict, i: int) -> str:
+    label = str(st.get("stage", f"#{i + 1}"))
+    return label if len(label) <= 40 else label[:40] + "..."
 
 
-def _check_evaluate(spec: GraphSpec, nodes: dict, values: dict | None = None) -> list:
+def _stage_line(spec: GraphSpec, i: int, section: str, key) -> int:
+    return spec.line_of("train", i, section, key) if key is not None else spec.line_of("train", i, section)
+
+
+def _resolve_refs(refs, cg: CompiledGraph, report) -> list:
+    """Port references of a loss with graph-block outputs replaced by the inner blocks'
+    (``codec.image`` -> ``codec/dec.image``); a port a graph block does not expose is reported."""
+    out = []
+    for b, port in refs:
+        if b in cg.graph_outputs and f"{b}.{port}" not in cg.port_aliases:
+            report(f"loss refers to '{b}.{port}', but graph block '{b}' exposes no output '{port}' "
+                   f"(outputs: {', '.join(cg.graph_outputs[b]) or 'none'})")
+            continue
+        out.append(cg.resolve_port(b, port))
+    return out
+
+
+def _check_evaluate(spec: GraphSpec, nodes: dict, cg: CompiledGraph, limits: Limits) -> list:
+    """evaluate: sweep variables and size, metric blocks, Monte-Carlo settings (keys and
+    their types: the schema)."""
     problems = []
     ev = spec.evaluate or {}
-    for k in ev:
-        if k not in EVALUATE_KEYS and k != "plot":
-            problems.append(spec.problem(spec.line_of("evaluate", k), f"evaluate: unknown key '{k}'"
-                                         + (did_you_mean(k, EVALUATE_KEYS) or f" (known: {', '.join(EVALUATE_KEYS)})")))
-    problems += _check_monte_carlo(spec, nodes, ev, values or {})
+    problems += _check_monte_carlo(spec, nodes, ev, cg.root.values if cg.root else {})
     cbr = ev.get("cbr", True)
     if not (cbr is True or cbr is False or (isinstance(cbr, list) and all(isinstance(c, str) for c in cbr))):
         problems.append(spec.problem(spec.line_of("evaluate", "cbr"),
@@ -957,18 +1113,126 @@ def _check_evaluate(spec: GraphSpec, nodes: dict, values: dict | None = None) ->
     for k, vals in sweep.items():
         if k not in spec.variables:
             problems.append(spec.problem(spec.line_of("evaluate", "sweep", k),
-                                         f"evaluate.sweep: unknown variable '{k}'"))
+                                         f"evaluate.sweep: unknown variable {brief(k)}"))
         if not isinstance(vals, list) or not vals:
             problems.append(spec.problem(spec.line_of("evaluate", "sweep", k),
                                          f"evaluate.sweep.{k} must be a non-empty list"))
+    n_points = math.prod(len(v) for v in sweep.values() if isinstance(v, list))
+    if n_points > limits.max_sweep_points and not limits.force:
+        problems.append(spec.problem(spec.line_of("evaluate", "sweep"),
+                                     f"evaluate.sweep has {n_points} points (limit {limits.max_sweep_points}): "
+                                     f"use fewer values, or pass --force"))
+    images = _literal(ev.get("images"), cg)
+    if isinstance(images, int) and not isinstance(images, bool):
+        if images < 0:
+            problems.append(spec.problem(spec.line_of("evaluate", "images"),
+                                         f"evaluate.images must be >= 0, got {images}"))
+        elif images * n_points > limits.max_eval_examples and not limits.force:
+            problems.append(spec.problem(spec.line_of("evaluate", "images"),
+                                         f"evaluation would run {images * n_points} examples ({images} images x "
+                                         f"{n_points} sweep points; limit {limits.max_eval_examples}): lower "
+                                         f"evaluate.images, or pass --force"))
+    batch = _literal(ev.get("batch"), cg)
+    if batch is not None and (not isinstance(batch, int) or isinstance(batch, bool) or batch < 1):
+        problems.append(spec.problem(spec.line_of("evaluate", "batch"),
+                                     f"evaluate.batch must be an integer >= 1, got {brief(batch)}"))
     from .block import Sink
     for m in ev.get("metrics") or []:
         node = nodes.get(m)
-        if m not in spec.blocks and m not in nodes:
-            problems.append(spec.problem(spec.line_of("evaluate", "metrics"), f"evaluate.metrics: unknown block '{m}'"))
+        line = spec.line_of("evaluate", "metrics")
+        if m in cg.graph_outputs:
+            inner = sorted(n for n, rb in cg.blocks.items() if n.startswith(m + "/") and issubclass(rb.cls, Sink))
+            problems.append(spec.problem(line, f"evaluate.metrics: '{m}' is a graph block; name a sink inside it"
+                                               + (f" ({', '.join(inner)})" if inner else "")))
+        elif m not in spec.blocks and m not in nodes:
+            problems.append(spec.problem(line, f"evaluate.metrics: unknown block {brief(m)}"))
         elif node is not None and node.cls is not None and not issubclass(node.cls, Sink):
-            problems.append(spec.problem(spec.line_of("evaluate", "metrics"),
-                                         f"evaluate.metrics: block '{m}' ({node.cls.type_id}) is not a sink"))
+            problems.append(spec.problem(line, f"evaluate.metrics: block '{m}' ({node.cls.type_id}) is not a sink"))
+    return problems
+
+
+def _literal(raw, cg: CompiledGraph):
+    """A setting's value when it evaluates without error (else None: reported elsewhere)."""
+    if raw is None:
+        return None
+    try:
+        return _eval_value(raw, cg.root.values if cg.root else {})
+    except ExpressionError:
+        return None
+
+
+def _check_sweep_values(comp: _Compiler, spec: GraphSpec) -> list:
+    """Every sweep value against every runtime param it feeds, reported at its own line."""
+    problems = []
+    sweep = (spec.evaluate or {}).get("sweep") or {}
+    for k, vals in (sweep.items() if isinstance(sweep, dict) else ()):
+        if k not in spec.variables or not isinstance(vals, list):
+            continue
+        seen = set()
+        for i, v in enumerate(vals):
+            if repr(v) in seen:
+                continue
+            seen.add(repr(v))
+            line = spec.line_of("evaluate", "sweep", k, i)
+            problems += check_runtime_values(comp, {k: v}, {k}, spec.path, line,
+                                             f"evaluate.sweep.{k}[{i}] = {brief(v)}")
+    return problems
+
+
+def _stage_overrides(st: dict) -> dict:
+    """The variables a train stage sets: keys that are not stage settings, and `variables:`."""
+    out = {k: v for k, v in st.items() if k not in STAGE_KEYS}
+    if isinstance(st.get("variables"), dict):
+        out.update(st["variables"])
+    return out
+
+
+def _check_stage_values(comp: _Compiler, spec: GraphSpec, cg: CompiledGraph) -> list:
+    """Each train stage's variables (literals, expressions, per-batch distributions) against
+    every runtime param they feed, with the values they take during the stage."""
+    values = cg.root.values if cg.root else {}
+    problems = []
+    for i, st in enumerate(spec.train):
+        if i < len(cg.stages_enabled) and not cg.stages_enabled[i]:
+            continue                             # a disabled stage sets nothing
+        label = _stage_label(st, i)
+        for k, raw in _stage_overrides(st).items():
+            if k not in spec.variables:
+                continue
+            try:
+                v = _eval_value(raw, values)     # stage settings are read in the root scope
+            except ExpressionError:
+                continue                         # reported by the stage checks
+            line = spec.line_of("train", i, k) if k in st else spec.line_of("train", i, "variables", k)
+            problems += check_runtime_values(comp, {k: v}, {k}, spec.path, line,
+                                             f"train stage '{label}': {k} = {brief(v)}")
+    return problems
+
+
+def _check_losses(spec: GraphSpec, cg: CompiledGraph) -> list:
+    """Each stage's loss, evaluated once on the ports' resolved shapes and kinds."""
+    problems = []
+    for i, st in enumerate(spec.train):
+        text = st.get("loss")
+        if not isinstance(text, str) or not text.strip():
+            continue
+        if i < len(cg.stages_enabled) and not cg.stages_enabled[i]:
+            continue                             # a disabled stage never computes its loss
+        try:
+            loss = compile_loss(text, port_shape=cg.port_shapes())
+        except ExpressionError:
+            continue                             # reported by the stage checks
+        loss.ports = _resolve_refs(loss.ports, cg, lambda m: None)
+        variables = dict(cg.root.values if cg.root else {})
+        for k, raw in _stage_overrides(st).items():
+            try:
+                variables[k] = fixed(_eval_value(raw, variables))
+            except ExpressionError:
+                pass
+        reason = loss_reason(loss, cg, variables)
+        if reason:
+            problems.append(spec.problem(spec.line_of("train", i, "loss"),
+                                         f"train stage '{_stage_label(st, i)}': loss {brief(text)} {reason}"))
     return problems
 
 

@@ -4,6 +4,8 @@ import difflib
 
 def did_you_mean(name: str, choices) -> str:
     """`` (did you mean 'x'?)`` for the closest of ``choices`` to a misspelt ``name``, else ''."""
+    if len(str(name)) > 100:
+        return ""         # no real typo is this long, and difflib is quadratic in it
     close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1, cutoff=0.6)
     return f" (did you mean '{close[0]}'?)" if close else ""
 
@@ -49,3 +51,15 @@ class BlockError(SemflowError):
         first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
         super().__init__(f"block '{block}' ({type_id}) failed" + (f" ({where})" if where else "")
                          + f": {type(exc).__name__}: {first}")
+
+
+def brief(value, limit: int = 60) -> str:
+    """``repr(value)`` for a message, cut to a short prefix with its length when long.
+
+    Error messages echo bad values; a 1 MB string must not become a 1 MB line."""
+    try:
+        text = repr(value)
+    except Exception:  # a value whose repr fails still gets a message
+        text = f"<{type(value).__name__}>"
+    text = " ".join(text.split())
+    return text if len(text) <= limit else f"{text[:limit]}... ({len(text)} characters)"

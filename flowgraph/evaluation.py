@@ -37,6 +37,8 @@ import torch
 from . import rng
 from .block import Sink
 from .compile import _eval_value, sweep_points
+from .limits import DEFAULT as DEFAULT_LIMITS
+from .resources import check_eval_length
 from .errors import SemflowError
 from .report import fmt_value, format_table, plot_metrics, save_image_grid, to_image_batch
 from .stats import bootstrap_interval, summarize
@@ -59,8 +61,11 @@ class EvaluationMixin:
         """Stream the held-out ``split`` of the source through the graph at every sweep point.
 
         ``points`` replaces the graph's sweep; ``write=False`` skips the files and plots
-        (validation during training uses ``split="val", write=False``)."""
+        (validation during training uses ``split="val", write=False``). Named ``metrics``
+        with ``write=False`` run only the blocks those sinks need (a validation pass on PSNR
+        does not compute MS-SSIM)."""
         sch, ev = self.scheduler, dict(self.spec.evaluate or {})
+        plan = sch.subplan([f"{m}.value" for m in metrics]) if metrics and not write else None
         values = self.graph.root.values
         ev_ = lambda v: _eval_value(v, values)  # noqa: E731
         metrics = metrics or list(ev.get("metrics") or [n for n in sch.graph.order if isinstance(sch.block(n), Sink)])
@@ -74,6 +79,8 @@ class EvaluationMixin:
         src = sch.source()
         available = _source_call(src, "num_eval_examples", split)
         per_pass = available if limit is None else min(limit, available)
+        check_eval_length(len(points), mc.max_examples if mc.until else per_pass,
+                          getattr(self, "limits", DEFAULT_LIMITS), 1 if mc.until else mc.repeats)
         blocks = {m: sch.block(m) for m in metrics}
         cbr = None
         rows, per_example = [], {}
@@ -100,7 +107,8 @@ class EvaluationMixin:
                         if limit is not None and seen + _batch_len(data) > limit:
                             data = {k: v[: limit - seen] for k, v in data.items()}
                         data = {k: v.to(sch.device) for k, v in data.items()}
-                        out = sch(inject={src.name: data})
+                        out = sch(inject={src.name: data}, plan=plan)
+                        sch.check_finite_values(out, [f"{m}.value" for m in metrics], self.taps.info["where"])
                         if cbr is None and ev.get("cbr", True) is not False:
                             cbr = self._cbr(out, src, ev.get("cbr"))
                         if r == 0 and seen == 0:
@@ -278,9 +286,9 @@ class _PointValues:
                 row[col] = float(block.reduce_stats(stats)) if stats.numel() else float("nan")
                 lo = hi = float("nan")
                 if cls.set_bootstrap and draws and stats.numel():
-                    ids = cat(self.stat_ids[m], torch.long)
-                    rows_of = [torch.nonzero(ids == e).flatten() for e in torch.unique(ids)]
-                    lo, hi = bootstrap_interval(lambda idx: block.reduce_stats(stats[idx]), rows_of, draws, seed + 5)
+                    lo, hi = bootstrap_interval(lambda idx: block.reduce_stats(stats[idx]),
+                                                cat(self.stat_ids[m], torch.long), draws, seed + 5,
+                                                batched=lambda index: block.reduce_stats_resampled(stats, index))
                 row[f"{col}_ci95"], row[f"{col}_lo"], row[f"{col}_hi"] = (hi - lo) / 2, lo, hi
         row["n"] = self.count
         if self.mc.active:

@@ -13,14 +13,13 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from .errors import GraphError
-from .expr import is_expression
-from .yamlio import LineDict, dump_yaml, load_yaml, loads_yaml, plain
+from . import limits, schema
+from .errors import GraphError, brief
+from .yamlio import LineDict, LineList, dump_yaml, load_yaml, loads_yaml, plain
 
 FORMAT_VERSION = 1
-TOP_KEYS = ("format", "name", "description", "variables", "blocks", "connections", "train",
-            "evaluate", "presets", "ports", "gui")
-BLOCK_KEYS = ("type", "params", "enabled", "bypass", "doc")
+TOP_KEYS = tuple(schema.GRAPH.fields)       # the sections; flowgraph/schema.py owns their structure
+BLOCK_KEYS = tuple(schema.BLOCK.fields)
 GRAPH_TYPE_PREFIX = "graph:"
 _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _ENDPOINT = re.compile(r"^\s*([A-Za-z_][\w/]*)\.([A-Za-z_]\w*)\s*$")
@@ -33,6 +32,7 @@ class Problem:
     line: int
     message: str
     block: str | None = None
+    structural: bool = False     # found by the schema: later findings on its line are dropped
 
     def __str__(self):
         loc = f"{self.file}:{self.line}" if self.line else self.file
@@ -111,6 +111,8 @@ class GraphSpec:
     gui: dict = field(default_factory=dict)
     problems: list = field(default_factory=list)       # structural problems met while parsing
     raw: Any = None                                     # the LineDict as loaded (for line look-ups)
+    broken_blocks: set = field(default_factory=set)    # blocks left out for a structural problem
+    connections_broken: bool = False                   # some connection could not be read (reported)
 
     # ---- line look-ups -------------------------------------------------------------
     def line_of(self, *keys) -> int:
@@ -194,6 +196,47 @@ class GraphSpec:
         return d
 
 
+def project_roots(top_graph: str | Path) -> list[Path]:
+    """Folders sub-graphs may come from without ``--allow-outside-paths``: the top graph's
+    folder, its project (the nearest folder above holding pyproject.toml or .git), and the
+    working directory."""
+    top = Path(top_graph).resolve().parent
+    roots = [top]
+    for d in (top, *top.parents):
+        if (d / "pyproject.toml").is_file() or (d / ".git").exists():
+            roots.append(d)
+            break
+    roots.append(Path.cwd().resolve())
+    return roots
+
+
+def resolve_subgraph(rel: str, including: str | Path, roots: list[Path] | None) -> Path:
+    """The file a ``graph:REL`` block names, or a one-line GraphError saying why not.
+
+    REL is relative to the including file (then, for paths the editor wrote, to the
+    working directory). ``roots`` are the folders it must lie in (symlinks resolved);
+    None allows any path (``--allow-outside-paths``)."""
+    if len(rel) > limits.MAX_PATH_CHARS:
+        raise GraphError(f"graph path is {len(rel)} characters long (limit {limits.MAX_PATH_CHARS})")
+    if "\0" in rel or not rel.strip():
+        raise GraphError(f"graph path {brief(rel)} is not a file name")
+    if Path(rel).is_absolute() and roots is not None:
+        raise GraphError(f"graph path '{rel}' is absolute: write it relative to the including file, "
+                         f"or pass --allow-outside-paths")
+    for candidate in (Path(including).parent / rel, Path(rel)):
+        try:
+            if not candidate.is_file():
+                continue
+            real = candidate.resolve()
+        except (OSError, ValueError) as exc:   # a name too long for the file system, a loop of links
+            raise GraphError(f"graph path {brief(rel)}: {getattr(exc, 'strerror', None) or exc}") from None
+        if roots is not None and not any(real.is_relative_to(r) for r in roots):
+            raise GraphError(f"graph path '{rel}' leads outside the graph's folder and project ({real}): "
+                             f"pass --allow-outside-paths to allow it")
+        return candidate
+    raise GraphError(f"graph file {brief(rel)} not found (relative to {Path(including).parent or '.'})")
+
+
 def load_graph(path: str | Path) -> GraphSpec:
     """Read a graph file. Raises GraphError only if the file cannot be a graph at all."""
     return graph_from_data(load_yaml(path), str(path))
@@ -209,97 +252,66 @@ def _migrate(data, path):
     if fmt is None:
         raise GraphError(f"{path}:1: missing 'format:' (this engine reads format {FORMAT_VERSION})")
     if fmt != FORMAT_VERSION:
-        raise GraphError(f"{path}:{data.line_of('format')}: graph format {fmt!r} is not supported "
+        raise GraphError(f"{path}:{data.line_of('format')}: graph format {brief(fmt)} is not supported "
                          f"(this engine reads format {FORMAT_VERSION})")
     return data
 
 
-def _flag(value, default: bool):
-    if isinstance(value, bool) or is_expression(value):
-        return value
-    return default
-
-
 def graph_from_data(data, path: str = "<memory>") -> GraphSpec:
+    """Build a GraphSpec from loaded YAML: structure first (:mod:`flowgraph.schema`),
+    then the parts that need reading (connections). Problems are collected, not raised."""
     if data is None:
         raise GraphError(f"{path}: empty file, expected a graph")
     if not isinstance(data, dict):
-        raise GraphError(f"{path}:1: a graph file must be a mapping with 'blocks:' and 'connections:'")
+        raise GraphError(f"{path}:1: a graph file must be a mapping with 'blocks:' and 'connections:', "
+                         f"got {schema.got(data)}")
     if not isinstance(data, LineDict):   # built in code: give it line-dict behaviour
         data = loads_yaml(dump_yaml(data), path)
     data = _migrate(data, path)
     g = GraphSpec(path=path, raw=data)
     P = g.problems
+    clean, findings = schema.check_graph(data)
+    P.extend(Problem(path, f.line, f.message, structural=True) for f in findings)
 
-    for key in data:
-        if key not in TOP_KEYS:
-            P.append(g.problem(data.line_of(key), f"unknown top-level key '{key}' (known: {', '.join(TOP_KEYS)})"))
-    g.name = str(data.get("name") or Path(path).stem)
-    g.description = str(data.get("description") or "")
+    g.name = str(clean.get("name") or Path(path).stem)
+    g.description = str(clean.get("description") or "")
+    g.variables = clean.get("variables", LineDict())
 
-    def section(key, kind, default):
-        val = data.get(key, default)
-        if val is None:
-            return default
-        if not isinstance(val, kind):
-            P.append(g.problem(data.line_of(key), f"'{key}' must be a {kind.__name__}"))
-            return default
-        return val
-
-    g.variables = section("variables", dict, LineDict())
-    for v in g.variables:
-        if not isinstance(v, str) or not _NAME.match(v):
-            P.append(g.problem(g.variables.line_of(v), f"variable name {v!r} must be an identifier"))
-
-    blocks = section("blocks", dict, LineDict())
+    raw_blocks = data.get("blocks") if isinstance(data.get("blocks"), dict) else {}
+    blocks = clean.get("blocks", LineDict())
+    # a block whose entry failed the schema stays as a placeholder without a type, so the
+    # connections and stages that name it are not reported a second time
+    g.broken_blocks = {n for n in raw_blocks if isinstance(n, str) and _NAME.match(n) and n not in blocks}
+    for name in raw_blocks:
+        if name in g.broken_blocks:
+            g.blocks[name] = BlockSpec(name=name, type="", line=raw_blocks.line_of(name))
     for name, entry in blocks.items():
         line = blocks.line_of(name)
-        if not isinstance(name, str) or not _NAME.match(name):
-            P.append(g.problem(line, f"block name {name!r} must be an identifier (letters, digits, _)"))
-            continue
         if isinstance(entry, str):          # shorthand  name: type.id
             entry = LineDict(type=entry)
             entry.line = line
-        if not isinstance(entry, dict) or "type" not in entry:
-            P.append(g.problem(line, f"block '{name}' needs a 'type:'", name))
-            continue
-        for k in entry:
-            if k not in BLOCK_KEYS:
-                P.append(g.problem(entry.line_of(k), f"block '{name}': unknown key '{k}' "
-                                                     f"(known: {', '.join(BLOCK_KEYS)})", name))
-        params = entry.get("params") or LineDict()
-        if not isinstance(params, dict):
-            P.append(g.problem(entry.line_of("params"), f"block '{name}': 'params' must be a mapping", name))
-            params = LineDict()
-        for flag in ("enabled", "bypass"):
-            if flag in entry and not isinstance(entry[flag], bool) and not is_expression(entry[flag]):
-                P.append(g.problem(entry.line_of(flag), f"block '{name}': '{flag}' must be true, false or an "
-                                                        f"expression such as $use_x", name))
+        params = entry.get("params", LineDict())
         g.blocks[name] = BlockSpec(
-            name=name, type=str(entry["type"]), params=dict(params),
-            enabled=_flag(entry.get("enabled", True), True), bypass=_flag(entry.get("bypass", False), False),
+            name=name, type=entry["type"], params=dict(params),
+            enabled=entry.get("enabled", True), bypass=entry.get("bypass", False),
             doc=str(entry.get("doc") or ""), line=line,
-            param_lines={k: params.line_of(k) for k in params} if isinstance(params, LineDict) else {})
+            param_lines={k: params.line_of(k) for k in params})
 
-    conns = section("connections", list, [])
+    conns = clean.get("connections", LineList())
+    raw_conns = data.get("connections")
+    g.connections_broken = raw_conns is not None and (not isinstance(raw_conns, list) or len(raw_conns) != len(conns))
     for i, text in enumerate(conns):
-        line = conns.line_of(i) if hasattr(conns, "line_of") else 0
+        line = conns.line_of(i)
         c = parse_connection(text, line)
         if c is None:
-            P.append(g.problem(line, f"connection {text!r} must look like 'src.port -> dst.port'"))
+            P.append(g.problem(line, f"connection {brief(text)} must look like 'src.port -> dst.port'"))
+            g.connections_broken = True
             continue
         g.connections.append(c)
 
-    g.train = section("train", list, [])
-    for i, stage in enumerate(g.train):
-        if not isinstance(stage, dict):
-            P.append(g.problem(g.line_of("train", i), "each train stage must be a mapping"))
-    g.train = [s for s in g.train if isinstance(s, dict)]
-    g.evaluate = section("evaluate", dict, LineDict())
-    g.presets = section("presets", dict, LineDict())
-    for pname, pval in g.presets.items():
-        if not isinstance(pval, dict):
-            P.append(g.problem(g.presets.line_of(pname), f"preset '{pname}' must be a mapping of overrides"))
-    g.ports = section("ports", dict, LineDict())
-    g.gui = section("gui", dict, LineDict())
+    g.train = list(clean.get("train", []))
+    g.evaluate = clean.get("evaluate", LineDict())
+    g.presets = clean.get("presets", LineDict())
+    g.ports = clean.get("ports", LineDict())
+    g.gui = clean.get("gui", LineDict())
     return g

@@ -18,7 +18,7 @@ import sys
 from importlib import import_module
 from importlib.metadata import entry_points
 
-from .errors import RegistryError, did_you_mean
+from .errors import RegistryError, brief, did_you_mean
 
 ENTRY_POINT_GROUP = "semflow.blocks"
 _TYPE_ID = re.compile(r"^[a-z][a-z0-9_]*\.[a-z][a-z0-9_]*$")
@@ -112,7 +112,8 @@ def get(type_id: str):
     except KeyError:
         same_name = [t for t in _REGISTRY if t.split(".")[-1] == type_id.split(".")[-1]]
         hint = f" (did you mean '{same_name[0]}'?)" if same_name else did_you_mean(type_id, _REGISTRY)
-        raise RegistryError(f"unknown block type '{type_id}'{hint}") from None
+        shown = f"'{type_id}'" if len(type_id) <= 80 else brief(type_id)
+        raise RegistryError(f"unknown block type {shown}{hint}") from None
 
 
 def has(type_id: str) -> bool:

@@ -11,8 +11,10 @@ A run directory holds::
     metrics.json/.csv     evaluation: per sweep point, mean / std / 95% CI of every metric
     <metric>_vs_<var>.png one plot per metric (every sweep variable shown)
     images.png            evaluate.image_grid: examples and reconstructions at chosen points
-    checkpoints/last.pt   state_dicts, optimizer, RNG states (atomic: temp file + rename)
+    checkpoints/last.pt   state_dicts, optimizer, RNG states, run metadata and a content
+                          hash (flowgraph/checkpoint.py: written atomically, verified on load)
     checkpoints/best.pt   the best validated weights (a stage's validate:, keep: best)
+    run.lock              held while the run lives (flowgraph/lock.py)
 
 An existing directory is only reused with ``resume=True`` (``--resume``): that loads
 ``checkpoints/last.pt`` and continues the same stage at the same step with the same RNG
@@ -36,11 +38,14 @@ import torch
 from . import expr as E
 from . import rng
 from .block import Sink
-from .checkpoint import atomic_torch_save, load_checkpoint
+from .checkpoint import atomic_torch_save, check_for_eval, load_checkpoint, run_metadata, save_checkpoint
 from .compile import CompiledGraph, compile_graph
 from .errors import SemflowError, ValidationError
 from .evaluation import EvaluationMixin
 from .graph import GraphSpec
+from .limits import Limits
+from .lock import LOCK_NAME, RunLock
+from .resources import check_memory
 from .report import format_table, plot_metrics, plot_training  # noqa: F401 (re-exported)
 from .rundir import Log, git_info, graph_files, package_versions, prepare_run_dir, record_run, write_self_contained
 from .scheduler import Scheduler
@@ -60,25 +65,39 @@ class Runner(TrainingMixin, EvaluationMixin):
     def __init__(self, spec: GraphSpec, preset: str | None = None, overrides: dict | None = None,
                  out: str | Path | None = None, device: str = "cpu", seed: int = 0,
                  taps: TapHub | None = None, quiet: bool = False, check_finite: bool = True,
-                 command: list | None = None, resume: bool = False):
+                 command: list | None = None, resume: bool = False, limits: Limits | None = None):
         check_device(device)
         self.spec = spec
-        self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides)
+        self.limits = limits or Limits()
+        self.graph: CompiledGraph = compile_graph(spec, preset=preset, overrides=overrides, limits=self.limits)
         if not self.graph.ok:
             raise ValidationError(self.graph.problems)
         self.preset, self.overrides, self.seed, self.device = preset, dict(overrides or {}), int(seed), device
         stamp = time.strftime("%Y%m%d-%H%M%S")
         self.resume = resume
-        self.out = prepare_run_dir(out, Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}", resume)
+        # one run at a time writes into a directory (flowgraph/lock.py); a live run there is
+        # named before anything else is said about the directory
+        held = RunLock(out).acquire() if out and (Path(out) / LOCK_NAME).is_file() else None
+        try:
+            self.out = prepare_run_dir(out, Path("runs") / f"{spec.name}-{preset or 'default'}-{stamp}", resume)
+        except SemflowError:
+            if held is not None:
+                held.release()
+            raise
         self.out.mkdir(parents=True, exist_ok=True)
+        self.lock = held or RunLock(self.out).acquire()
         self.log = Log(self.out / "log.txt", quiet=quiet)
+        if self.lock.stale_note():
+            self.log(self.lock.stale_note())
         self.taps = taps or TapHub()
         self.stop_requested = False        # set from another thread (GUI stop button)
         self.pause_requested = False
         torch.manual_seed(self.seed)
         random.seed(self.seed)
         np.random.seed(self.seed % 2**32)
+        check_memory(self.graph, self.limits, bool(spec.train), device)   # before allocating anything
         self.scheduler = Scheduler(self.graph, device=device, taps=self.taps, check_finite=check_finite)
+        self.checkpoint_meta = run_metadata(spec, self.graph, preset, overrides)
         # libraries' own RNGs (registered by block packages); some reseed torch's too,
         # so the global torch seed is set again after them
         rng.seed_all(self.seed + 3)
@@ -113,8 +132,8 @@ class Runner(TrainingMixin, EvaluationMixin):
                          extra: dict | None = None, path: Path | None = None):
         """``extra``: the training features' own state (EMA, discriminator optimizer, best
         validation); ``path``: another file than last.pt (best.pt)."""
-        atomic_torch_save({
-            "format": 1, "graph": self.spec.name, "stage": stage_idx, "step": step, "done": done,
+        save_checkpoint({
+            "stage": stage_idx, "step": step, "done": done,
             "blocks": self.scheduler.state_dict(),
             "optimizer": opt.state_dict() if opt is not None else None,
             "lr_scheduler": sched.state_dict() if sched is not None else None,
@@ -122,11 +141,15 @@ class Runner(TrainingMixin, EvaluationMixin):
                     "external": rng.get_states()},
             "seed": self.seed,
             **(extra or {}),
-        }, path or self.checkpoint_path)
+        }, path or self.checkpoint_path, self.checkpoint_meta)
 
-    def load_weights(self, path: str | Path) -> dict:
+    def load_weights(self, path: str | Path, allow_other_graph: bool = False) -> dict:
+        """Load a checkpoint's weights for evaluation, after checking it fits this graph
+        (flowgraph/checkpoint.py: integrity, graph, architecture)."""
         ckpt = load_checkpoint(path)
-        state = ckpt.get("blocks", ckpt)
+        for note in check_for_eval(ckpt, self, allow_other_graph):
+            self.log(f"note: {path}: {note}")
+        state = ckpt["blocks"]
         missing, unexpected = self.scheduler.load_state_dict(state, strict=False)
         if unexpected:
             raise SemflowError(f"{path}: checkpoint has entries this graph lacks: {', '.join(unexpected[:5])}")
@@ -159,6 +182,7 @@ class Runner(TrainingMixin, EvaluationMixin):
 
     def close(self):
         self.log.close()
+        self.lock.release()
 
 
 def check_device(device: str) -> None:

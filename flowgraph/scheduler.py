@@ -15,9 +15,9 @@ import torch
 from torch import nn
 
 from . import expr as E
-from .block import Source, tensor_kind
+from .block import Sink, Source, tensor_kind
 from .compile import CompiledGraph, _eval_value, fixed
-from .errors import BlockError, SemflowError, ValidationError
+from .errors import BlockError, NonFiniteError, SemflowError, ValidationError, brief
 from .shapes import match_shape
 from .taps import TapHub
 
@@ -133,18 +133,20 @@ class Scheduler(nn.Module):
         Distributions are sampled by the caller; here every value is concrete.
         """
         self._var_overrides.update(values)
-        self._apply_variables()
+        self._apply_variables(values)
 
     def reset_variables(self, values: dict | None = None) -> None:
         self._var_overrides = dict(values or {})
-        self._apply_variables()
+        self._apply_variables(values or {})
 
     @property
     def variable_overrides(self) -> dict:
         """The values set with set_variables/reset_variables (to restore them later)."""
         return dict(self._var_overrides)
 
-    def _apply_variables(self):
+    def _apply_variables(self, changed: dict):
+        """Re-evaluate variables and runtime params. A value a param refuses (a NaN
+        drawn or set per batch) is one line naming the block, the param and the values."""
         g = self.graph
         overrides = dict(g.overrides)
         overrides.update(self._var_overrides)
@@ -152,8 +154,30 @@ class Scheduler(nn.Module):
             scope.compute(overrides if scope.parent is None else None)
         self.variables = dict(g.root.values)
         for name, p, raw, scope in self._runtime:
-            val = fixed(_eval_value(raw, scope.values))
-            self.block(name).set_runtime(p, val)
+            try:
+                val = fixed(_eval_value(raw, scope.values))
+                self.block(name).set_runtime(p, val)
+            except (ValueError, SemflowError) as exc:
+                rb = self.graph.blocks[name]
+                setting = ", ".join(f"{k}={brief(v)}" for k, v in changed.items())
+                where = self.taps.info.get("where", "")
+                raise SemflowError(f"{rb.file}:{rb.line}: {exc}" + (f" (with {setting})" if setting else "")
+                                   + (f" ({where})" if where else "")) from None
+
+    def check_finite_values(self, values: dict, keys, where: str = "") -> None:
+        """Raise NonFiniteError naming the first block whose output is NaN/Inf when any of
+        ``keys`` (e.g. the metric values of an evaluation frame) is not finite because of
+        something upstream. A NaN that a sink makes itself from finite inputs is its
+        documented "undefined" (the per-image mIoU of an image without counted pixels) and
+        is left to the statistics."""
+        if not self.check_finite:
+            return
+        for key in keys:
+            t = values.get(key)
+            if t is not None and (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():
+                found = self.first_non_finite(values, sinks=False)
+                if found is not None:
+                    raise NonFiniteError(*found, where)
 
     # ---- execution -------------------------------------------------------------------------
     def forward(self, inject: dict | None = None, plan: list | None = None, values: dict | None = None) -> dict:
@@ -190,9 +214,12 @@ class Scheduler(nn.Module):
             self._checked_modes.add(mode)
         return values
 
-    def first_non_finite(self, values: dict):
-        """(block, port) of the first NaN/Inf output of a frame, in execution order, or None."""
+    def first_non_finite(self, values: dict, sinks: bool = True):
+        """(block, port) of the first NaN/Inf output of a frame, in execution order, or None
+        (``sinks=False``: among the blocks that are not metric sinks)."""
         for step in self.plan:
+            if not sinks and isinstance(self.block(step.name), Sink):
+                continue
             for port, key in step.outputs:
                 t = values.get(key)
                 if t is not None and (t.is_floating_point() or t.is_complex()) and not torch.isfinite(t).all():

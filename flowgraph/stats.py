@@ -83,22 +83,47 @@ def summarize(values, clusters=None, proportion: bool = False) -> dict:
     return {"mean": mean, "std": std, "ci95": (hi - lo) / 2, "lo": lo, "hi": hi, "n": n}
 
 
-def bootstrap_interval(statistic: Callable[[torch.Tensor], float], rows_of: list, draws: int,
-                       seed: int) -> tuple[float, float]:
-    """Percentile 95% interval of ``statistic(index)`` over ``draws`` resamples of the
-    examples (clusters) with replacement; ``rows_of[e]`` holds example e's row indices."""
-    if draws <= 0 or len(rows_of) < 2:
+def bootstrap_interval(statistic: Callable[[torch.Tensor], float], clusters: torch.Tensor, draws: int,
+                       seed: int, batched: Callable[[torch.Tensor], torch.Tensor | None] | None = None
+                       ) -> tuple[float, float]:
+    """Percentile 95% interval of ``statistic(rows)`` over ``draws`` resamples of the examples
+    with replacement. ``clusters[i]`` is the example of row i (an example's repeats are its
+    rows, resampled together); ``statistic`` gets one resample's row indices, grouped by
+    example. ``batched``, when given, gets all resamples at once, (draws, rows) row indices ->
+    (draws,) values (or None to fall back): one tensor operation instead of ``draws`` calls,
+    which matters because this runs for every set-level column at every evaluation point."""
+    clusters = torch.as_tensor(clusters, dtype=torch.long).flatten()
+    order = torch.argsort(clusters, stable=True)
+    _, counts = torch.unique_consecutive(clusters[order], return_counts=True)
+    n = counts.numel()
+    if draws <= 0 or n < 2:
         return float("nan"), float("nan")
     g = torch.Generator().manual_seed(int(seed))
-    rows = [torch.as_tensor(r, dtype=torch.long) for r in rows_of]
-    got = []
-    for _ in range(draws):
-        pick = torch.randint(len(rows), (len(rows),), generator=g)
-        got.append(float(statistic(torch.cat([rows[int(i)] for i in pick]))))
-    t = torch.tensor([x for x in got if math.isfinite(x)], dtype=torch.float64)
+    picks = torch.randint(n, (draws, n), generator=g)
+    if bool((counts == counts[0]).all()):          # every example has the same number of rows
+        index = order.view(n, int(counts[0]))[picks].reshape(draws, -1)
+        values = batched(index) if batched is not None else None
+        got = values.double().flatten() if values is not None else [float(statistic(row)) for row in index]
+    else:                                          # e.g. the last pass of evaluate.until cut short
+        starts, got = torch.cumsum(counts, 0) - counts, []
+        for pick in picks:
+            lengths = counts[pick]
+            # row j of the resample, in picked example s, reads order[starts[s] + (j - first row of s)]
+            shift = torch.repeat_interleave(starts[pick] - (torch.cumsum(lengths, 0) - lengths), lengths)
+            got.append(float(statistic(order[torch.arange(shift.numel()) + shift])))
+    t = torch.as_tensor(got, dtype=torch.float64)
+    t = t[torch.isfinite(t)]
     if t.numel() < 2:
         return float("nan"), float("nan")
-    return float(torch.quantile(t, 0.025)), float(torch.quantile(t, 0.975))
+    lo, hi = torch.quantile(t, torch.tensor([0.025, 0.975], dtype=torch.float64)).tolist()
+    return lo, hi
+
+
+def resample_weights(index: torch.Tensor, rows: int) -> torch.Tensor:
+    """(R, N) row indices of R resamples -> (R, rows) how often each row was drawn: additive
+    statistics of all resamples are then one product, ``weights @ stats``."""
+    w = torch.zeros(index.shape[0], rows, dtype=torch.float64)
+    return w.scatter_add_(1, index, torch.ones(index.shape, dtype=torch.float64))
 
 
 def across_seeds(means: Sequence[float]) -> dict:

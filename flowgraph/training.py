@@ -25,11 +25,11 @@ import torch
 from . import expr as E
 from . import rng
 from .block import Sink
-from .checkpoint import load_checkpoint
+from .checkpoint import check_resume, load_checkpoint
 from .compile import STAGE_KEYS, Scope, _eval_value, resolve_checkpoint_path
 from .ema import EMA
 from .errors import NonFiniteError, SemflowError, ValidationError
-from .losses import compile_loss, output_shapes
+from .losses import compile_loss
 from .rundir import Log, _fmt_duration, truncate_train_csv
 from .scheduler import _key, sample_variables
 from .selectors import (SelectorError, check_fit, checkpoint_state, load_into, pairs, select_parameters,
@@ -103,7 +103,7 @@ class TrainingMixin:
 
     def _loss_shapes(self) -> dict:
         """Declared output shapes of the graph's blocks: named axes in loss reductions."""
-        return output_shapes({n: rb.cls for n, rb in self.graph.blocks.items()})
+        return self.graph.port_shapes()
 
     def stage_settings(self, i: int) -> dict:
         st = self.spec.train[i]
@@ -125,7 +125,7 @@ class TrainingMixin:
         return {
             "name": str(st.get("stage", f"stage{i + 1}")), "enabled": enabled,
             "trainable": list(st.get("trainable") or []),
-            "loss": compile_loss(st["loss"], port_shape=self._loss_shapes()), "optimizer": ev(dict(st.get("optimizer") or {"type": "adam"})),
+            "loss": self.graph.resolve_loss(compile_loss(st["loss"], port_shape=self._loss_shapes())), "optimizer": ev(dict(st.get("optimizer") or {"type": "adam"})),
             "schedule": ev(dict(st.get("schedule") or {"type": "constant"})),
             "steps": int(ev(st.get("steps", 0))) if enabled else 0,
             "grad_clip": ev(st.get("grad_clip", 0)) or 0, "log_every": int(ev(st.get("log_every", 0)) or 0),
@@ -152,7 +152,7 @@ class TrainingMixin:
     def _discriminator_settings(self, d, ev) -> dict | None:
         if not d:
             return None
-        return {"trainable": list(d.get("trainable") or []), "loss": compile_loss(d["loss"], port_shape=self._loss_shapes()),
+        return {"trainable": list(d.get("trainable") or []), "loss": self.graph.resolve_loss(compile_loss(d["loss"], port_shape=self._loss_shapes())),
                 "optimizer": ev(dict(d.get("optimizer") or {"type": "adam"})),
                 "schedule": ev(dict(d.get("schedule") or {"type": "constant"})),
                 "steps": int(ev(d.get("steps", 1))), "grad_clip": ev(d.get("grad_clip", 0)) or 0}
@@ -228,7 +228,7 @@ class TrainingMixin:
         if resume:
             if not self.checkpoint_path.is_file():
                 raise SemflowError(f"--resume: no checkpoint at {self.checkpoint_path}")
-            ckpt = load_checkpoint(self.checkpoint_path)
+            ckpt = check_resume(load_checkpoint(self.checkpoint_path), self)
             self.scheduler.load_state_dict(ckpt["blocks"])
             start_stage, start_step = int(ckpt["stage"]), int(ckpt["step"])
             if ckpt.get("done"):

@@ -129,6 +129,20 @@ def test_until_stops_at_the_error_count_or_the_example_cap(root, tmp_path):
     assert res["evaluation"]["until"] == {"metric": "flag", "errors": 6, "max_examples": 48}
 
 
+def test_named_metrics_without_files_run_only_the_blocks_they_need(root, tmp_path):
+    """Validation's pass (metrics named, write=False) skips sinks it does not report, with the
+    same numbers for the ones it does."""
+    r = runner(load_graph(root / METRICS), tmp_path)
+    full = r.evaluate(points=[{"sigma": 0.5}], write=False)["rows"][0]
+    calls = []
+    flag = r.scheduler.block("flag")
+    flag.register_forward_hook(lambda *a: calls.append(1))
+    part = r.evaluate(metrics=["err"], points=[{"sigma": 0.5}], write=False)["rows"][0]
+    assert calls == [] and "flag" not in part and part["err"] == full["err"]
+    r.evaluate(points=[{"sigma": 0.5}], write=False)
+    assert calls                                                  # the whole graph otherwise
+
+
 # ---- set-level metrics, splits, data record --------------------------------------------------
 def test_set_level_metric_reduces_stats_of_the_whole_point(root, tmp_path):
     from flowgraph.taps import TapHub

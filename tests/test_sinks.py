@@ -154,6 +154,29 @@ def test_miou_dataset_equals_hand_value_and_differs_from_per_image_mean():
     assert type(blk).set_suffix == "dataset"
 
 
+@pytest.mark.parametrize("convention", ["standard", "mfnet"])
+def test_resampled_reductions_equal_reduce_stats_per_resample(convention):
+    """The bootstrap's one-product reductions give what reduce_stats gives on each resample,
+    and bootstrap_interval returns the same interval with or without them."""
+    from flowgraph.stats import bootstrap_interval
+    g = torch.Generator().manual_seed(3)
+    index = torch.randint(6, (7, 6), generator=g)
+    psnr = build("sink.psnr")
+    mse = torch.rand(6, 1, generator=g, dtype=torch.float64) * 0.1 + 1e-3
+    want = torch.tensor([psnr.reduce_stats(mse[i]) for i in index], dtype=torch.float64)
+    assert torch.allclose(psnr.reduce_stats_resampled(mse, index), want)
+    miou = build("sink.miou", {"n_classes": 3, "convention": convention})
+    cf = torch.randint(0, 5, (6, 3, 3), generator=g)
+    want = torch.tensor([miou.reduce_stats(cf[i]) for i in index], dtype=torch.float64)
+    assert torch.allclose(miou.reduce_stats_resampled(cf, index), want, equal_nan=True)
+    clusters = torch.arange(6).repeat(2)                     # two passes: an example's rows go together
+    stats = torch.rand(12, 1, generator=g) * 0.1 + 1e-3
+    slow = bootstrap_interval(lambda i: psnr.reduce_stats(stats[i]), clusters, 50, 1)
+    fast = bootstrap_interval(lambda i: psnr.reduce_stats(stats[i]), clusters, 50, 1,
+                              batched=lambda index: psnr.reduce_stats_resampled(stats, index))
+    assert fast == pytest.approx(slow) and slow[0] < psnr.reduce_stats(stats) < slow[1]
+
+
 def test_miou_mfnet_convention_by_hand():
     """Class 0 unlabelled: IoU_0 = 0, the class-2 pixel predicted 0 is no false negative."""
     blk = build("sink.miou", {"convention": "mfnet"})
