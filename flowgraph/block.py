@@ -235,6 +235,15 @@ class Block(nn.Module):
         if self._publish is not None:
             self._publish(self.name, tap, tensor)
 
+    def needed_inputs(self) -> set[str] | None:
+        """Inputs this block reads with its current params; None (the default) means all.
+
+        A training stage runs only what its loss needs (``Scheduler.subplan``); a block whose
+        mode ignores some inputs (a denoiser switched off, say) returns the others here, so
+        the blocks feeding only the ignored inputs do not run. Inputs left out receive None.
+        """
+        return None
+
     def set_runtime(self, name: str, value) -> None:
         """Change a runtime param between frames (the scheduler calls this)."""
         spec = self.params[name]

@@ -9,7 +9,7 @@ first block that produced one is named without a per-block check on every step.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 from torch import nn
@@ -98,8 +98,10 @@ class Scheduler(nn.Module):
                                            if spec.shape and spec.shape[0] == "B")
                              for s in plan if s.is_source}
         self._edges_into = {}
-        for src, _, dst, _ in self.graph.edges:
+        self._port_feeds = {}
+        for src, _, dst, dp in self.graph.edges:
             self._edges_into.setdefault(dst, set()).add(src)
+            self._port_feeds.setdefault(dst, []).append((dp, src))
         self.sources = [s.name for s in plan if s.is_source]
         # runtime params bound to expressions: re-evaluated when variables change
         self._runtime = [(name, p, raw, rb.scope) for name, rb in self.graph.blocks.items()
@@ -109,16 +111,29 @@ class Scheduler(nn.Module):
         """The steps needed to produce ``keys`` ("block.port"): the blocks upstream of them.
 
         Training runs only what the loss needs (metric sinks cost time and add nothing to
-        the gradient); anything a tap subscriber watches is kept too.
+        the gradient); anything a tap subscriber watches is kept too. Only the inputs a block
+        reads with its current params count (``Block.needed_inputs``); the others get None.
         """
         need = {k.split(".", 1)[0] for k in keys} | set(self.taps.blocks)
         stack = list(need)
         while stack:
-            for src in self._edges_into.get(stack.pop(), ()):
-                if src not in need:
+            name = stack.pop()
+            if name not in self.graph.blocks:       # engine taps (train.step) are not blocks
+                continue
+            wanted = self.block(name).needed_inputs()
+            for port, src in self._port_feeds.get(name, ()):
+                if (wanted is None or port in wanted) and src not in need:
                     need.add(src)
                     stack.append(src)
-        return [s for s in self.plan if s.name in need]
+        steps = []
+        for s in self.plan:
+            if s.name not in need:
+                continue
+            wanted = s.module.needed_inputs()
+            if wanted is not None:
+                s = replace(s, bindings=tuple((a, k if a in wanted else None) for a, k in s.bindings))
+            steps.append(s)
+        return steps
 
     def _wire_publishers(self):
         for m in self.modules_by_name().values():

@@ -289,6 +289,10 @@ class TrainingMixin:
             if s["init"] and s["init"]["checkpoint"]:
                 self._apply_init(s["init"], modules, stage=name)
             self._copy_weights(name, s["copy_weights"])
+        # the stage's variables first: what a block reads can depend on them (Block.needed_inputs)
+        dists = s["variables"]
+        fixed_vars = {k: v for k, v in dists.items() if not isinstance(v, E.Distribution)}
+        sch.reset_variables(fixed_vars)
         gen = self._part(s, modules, steps)
         d = s["discriminator"]
         if d and self.world.active:
@@ -318,9 +322,6 @@ class TrainingMixin:
                 scaler.load_state_dict(ckpt["grad_scaler"])
             if val is not None and ckpt.get("validation"):
                 val.best, val.best_step = ckpt["validation"]["best"], ckpt["validation"]["step"]
-        dists = s["variables"]
-        fixed_vars = {k: v for k, v in dists.items() if not isinstance(v, E.Distribution)}
-        sch.reset_variables(fixed_vars)
         redraw = {k: v for k, v in dists.items() if isinstance(v, E.Distribution)}
         logged = self._logged_vars(s)
         sinks = self._training_sinks()
