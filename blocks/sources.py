@@ -80,6 +80,23 @@ CIFAR_TRAIN = tuple(f"data_batch_{i}" for i in range(1, 6))
 CIFAR_TEST = "test_batch"
 CIFAR_CLASSES = ("airplane", "automobile", "bird", "cat", "deer", "dog", "frog", "horse", "ship", "truck")
 
+PACKAGE_NAMES = {"skimage": "scikit-image", "sklearn": "scikit-learn", "matplotlib": "matplotlib"}
+
+
+def _words(names) -> str:
+    """'a', 'a and b', 'a, b and c'."""
+    names = list(names)
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
+
+
+def _bundled_photo_words(names) -> str:
+    """Bundled photos by the package that ships them: 'a, b (scikit-image) and c (scikit-learn)'."""
+    by_package: dict = {}
+    for n in names:
+        by_package.setdefault(PACKAGE_NAMES.get(BUNDLED_PHOTOS[n][0], BUNDLED_PHOTOS[n][0]), []).append(n)
+    return "; ".join(f"{_words(ns)} ({pkg})" for pkg, ns in by_package.items())
+
+
 _CACHE: dict = {}   # decoded data shared by every block of this process
 
 
@@ -1028,7 +1045,7 @@ class ImageSource(_ImageSourceBase):
         """The held-out images in words, for the line under every results table."""
         p = self.p
         if p.dataset == "bundled":
-            what = f"the bundled photos {' and '.join(self.test_names)} (scikit-image)"
+            what = f"the bundled photos {_bundled_photo_words(self.test_names)}"
         elif p.dataset == "cifar10":
             what = f"CIFAR-10 ({p.path})"
         else:

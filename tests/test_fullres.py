@@ -252,25 +252,37 @@ def test_tables_and_metrics_json_name_the_test_set(tmp_path):
     r.evaluate(points=[{"snr_db": 10}])
     res = json.loads((tmp_path / "named" / "metrics.json").read_text())
     ds = res["data"]["dataset"]
-    assert ds["name"] == "the bundled photos chelsea and coffee (scikit-image), 32×32 grid crops (short side 256 px)"
+    from blocks.sources import TEST_PHOTOS, _bundled_photo_words
+    name = f"the bundled photos {_bundled_photo_words(TEST_PHOTOS)}, 32×32 grid crops (short side 256 px)"
+    assert ds["name"] == name
     assert res["data"]["split"] == "test" and res["data"]["examples"] == 8 and ds["count"] == 8
-    assert format_table(res).splitlines()[-1] == (
-        "measured on: the bundled photos chelsea and coffee (scikit-image), 32×32 grid crops (short side 256 px); "
-        "split test, 8 examples")
+    assert format_table(res).splitlines()[-1] == f"measured on: {name}; split test, 8 examples"
 
 
 def test_bundled_whole_photos_come_at_their_own_size(tmp_path):
+    from blocks.sources import TEST_PHOTOS, _bundled_photo_words
+
+    def per_image(src):
+        return [tuple(b["image"].shape[-2:]) for b in src.eval_batches() for _ in range(len(b["image"]))]
     src = build("source.images", {"eval_whole": True, "eval_multiple": 4, "batch": 4})
     batches = list(src.eval_batches())
-    assert [tuple(b["image"].shape) for b in batches] == [(2, 3, 256, 384)]   # one size: one batch
-    assert src.num_eval_examples() == 2
+    sizes = per_image(src)
+    assert len(sizes) == len(TEST_PHOTOS) == src.num_eval_examples()
+    assert all(h % 4 == 0 and w % 4 == 0 and 252 < min(h, w) <= 256 for h, w in sizes)   # short side 256
+    assert all(b["image"].shape[1] == 3 for b in batches)
+    for a, b in zip(batches, batches[1:]):     # a new batch starts where the size changes or a batch is full
+        assert a["image"].shape[-2:] != b["image"].shape[-2:] or len(a["image"]) == 4
     info = src.dataset_info
-    assert info["count"] == 2 and info["held_out"] == "the held-out photos chelsea, coffee, whole"
-    assert info["name"] == ("the bundled photos chelsea and coffee (scikit-image), whole images "
+    assert info["count"] == len(TEST_PHOTOS)
+    assert info["held_out"] == f"the held-out photos {', '.join(TEST_PHOTOS)}, whole"
+    assert info["name"] == (f"the bundled photos {_bundled_photo_words(TEST_PHOTOS)}, whole images "
                             "(short side 256 px, sides cropped to multiples of 4)")
+    assert "chelsea, coffee, gravel and immunohistochemistry (scikit-image); china (scikit-learn)" in info["name"]
     native = build("source.images", {"eval_whole": True, "eval_multiple": 8, "short_side": 0})
     # chelsea is 451x300, coffee 600x400: cropped to multiples of 8
-    assert [tuple(b["image"].shape[-2:]) for b in native.eval_batches()] == [(296, 448), (400, 600)]
-    assert native.source_values_in(next(iter(native.eval_batches()))) == 3 * 296 * 448
+    got = per_image(native)
+    assert got[TEST_PHOTOS.index("chelsea")] == (296, 448) and got[TEST_PHOTOS.index("coffee")] == (400, 600)
+    first = next(iter(native.eval_batches()))
+    assert native.source_values_in(first) == 3 * first["image"].shape[-2] * first["image"].shape[-1]
     with pytest.raises(Exception, match="eval_whole' applies to"):
         build("source.images", {"dataset": "digits", "eval_whole": True})
