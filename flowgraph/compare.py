@@ -27,7 +27,7 @@ import time
 from pathlib import Path
 
 from .errors import SemflowError
-from .report import all_numeric, bounds, columns_of, draw_panels, fmt_pair, fmt_value, ordered
+from .report import all_numeric, bounds, columns_of, data_label, draw_panels, fmt_pair, fmt_value, ordered
 from .stats import across_seeds, paired_difference, unpaired_difference
 
 #: matplotlib's default cycle: series i gets colour i everywhere
@@ -236,8 +236,14 @@ def compare(entries: list, out: Path, config: dict | None = None, metrics: list 
                 tables.append(_table(part, x, labels, head, meta))
                 diffs += _differences(part, x, labels, base, meta, head)
     seeds_note = "Seeds of one configuration are pooled (mean over seeds; t interval across seeds)."
+    # which images: one line per distinct test set (runs on different sets are named apart)
+    sets = ordered(data_label(e["result"]) for e in entries if data_label(e["result"]))
+    labels_by_set = {d: ordered(e["label"] for e in entries if data_label(e["result"]) == d) for d in sets}
+    measured = "".join(f"\n{d[0].upper()}{d[1:]}" + (f" ({', '.join(labels_by_set[d])})" if len(sets) > 1 else "") + "."
+                       for d in sets)
     written["table"].write_text("\n\n".join(tables) + f"\n\nmean ± 95% CI of the mean (mean [95% interval] for "
-                                f"proportions and set-level values); **bold**: best per column. {seeds_note}\n")
+                                f"proportions and set-level values); **bold**: best per column. {seeds_note}\n"
+                                + measured + ("\n" if measured else ""))
     written["differences"].write_text(_differences_md(diffs, base))
     log(f"compare: {len(entries)} run(s), {len(labels)} series -> {out}")
     for f in written["figures"]:

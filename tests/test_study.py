@@ -232,6 +232,9 @@ def test_compare_overlays_runs_with_a_table_a_tidy_csv_and_paired_differences(ro
     assert len(rows) == 2 * 3 * 4 and set(rows[0]) >= {"label", "seed", "sigma", "metric", "mean", "lo", "hi"}
     table = out["table"].read_text()
     assert "| wide |" in table and "| narrow |" in table and "**" in table
+    from flowgraph.report import data_label
+    label = data_label(json.loads((a / "metrics.json").read_text()))
+    assert label and table.rstrip().endswith(label[0].upper() + label[1:] + ".")    # the test set, named once
     diffs = out["differences"].read_text()
     assert "# Differences against wide" in diffs and "| narrow | sigma = 0.0 |" in diffs
     assert "| yes |" in diffs                     # same examples and passes: paired per example
