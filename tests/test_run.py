@@ -1,5 +1,6 @@
 """Scheduler, training, evaluation, run directories, resume, taps (tiny graphs: fast)."""
 import json
+from pathlib import Path
 import subprocess
 import sys
 
@@ -190,25 +191,7 @@ evaluate: {metrics: [err]}
 
 
 def test_hierarchical_graph_block(tmp_path, write_graph):
-    write_graph("""\
-format: 1
-name: codec
-variables: {n: 4, hidden: 8, sigma: 0.0}
-ports:
-  inputs: {x: enc.x}
-  outputs: {y: dec.y}
-blocks:
-  enc: {type: testing.affine, params: {n: $n, m: $hidden}}
-  cx:  {type: testing.to_complex}
-  ch:  {type: testing.noise, params: {sigma: $sigma}}
-  rx:  {type: testing.to_real}
-  dec: {type: testing.affine, params: {n: $hidden, m: $n}}
-connections:
-  - enc.y -> cx.x
-  - cx.z -> ch.z
-  - ch.z -> rx.z
-  - rx.x -> dec.x
-""", "codec.yaml")
+    write_graph((Path(__file__).parent / "graphs" / "tiny_codec_part.yaml").read_text(), "codec.yaml")
     top = write_graph("""\
 format: 1
 name: top

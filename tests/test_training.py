@@ -6,6 +6,7 @@ Tiny graphs of tests/engine_blocks.py blocks: every test runs in well under a se
 """
 import csv
 import json
+from pathlib import Path
 
 import pytest
 import torch
@@ -568,25 +569,7 @@ def test_example_ema_validate_keeps_best_pt(root, tmp_path):
 
 
 # ---- graph blocks: outer/inner selectors, and init of a whole graph block ------------------------------
-CODEC = """\
-format: 1
-name: codec
-variables: {n: 4, hidden: 8, sigma: 0.0}
-ports:
-  inputs: {x: enc.x}
-  outputs: {y: dec.y}
-blocks:
-  enc: {type: testing.affine, params: {n: $n, m: $hidden}}
-  cx:  {type: testing.to_complex}
-  ch:  {type: testing.noise, params: {sigma: $sigma}}
-  rx:  {type: testing.to_real}
-  dec: {type: testing.affine, params: {n: $hidden, m: $n}}
-connections:
-  - enc.y -> cx.x
-  - cx.z -> ch.z
-  - ch.z -> rx.z
-  - rx.x -> dec.x
-"""
+CODEC = (Path(__file__).parent / "graphs" / "tiny_codec_part.yaml").read_text()
 TOP = """\
 format: 1
 name: top
